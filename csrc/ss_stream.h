@@ -1,0 +1,63 @@
+/*
+ * ss_stream.h: the FreeSWITCH side of one call's slot, as mod_ai_stream and
+ * the media simulator use it. Plain C: no FreeSWITCH types.
+ *
+ * Thread rules: ss_stream_write(IN) from the read hook, ss_stream_write(OUT)
+ * and ss_stream_read_tts from the write-replace bug, ss_stream_post from
+ * anywhere but serialized by the caller (one producer), ss_stream_take from
+ * one control thread. None of them blocks, allocates or makes a system call.
+ */
+#ifndef SS_STREAM_H
+#define SS_STREAM_H
+
+#include "ss_pool.h"
+
+/* What the module knows about the call when it starts streaming. */
+typedef struct ss_call {
+    const char *uuid;
+    const char *target;         /* host:port */
+    const char *codec;
+    const char *caller;
+    const char *callee;
+    const char *metadata;       /* JSON object text or NULL */
+    uint32_t channel_rate;      /* Hz of the frames that will be written */
+    uint32_t requested_rate;    /* 0: same as channel_rate */
+    uint32_t tracks;            /* SS_TRACKS_MASK_* */
+    uint32_t flags;             /* SS_SLOT_F_* */
+} ss_call;
+
+typedef struct ss_stream {
+    ss_slot *slot;
+    uint32_t idx;
+    uint32_t gen;
+    ss_slot_rings rings;
+} ss_stream;
+
+/* Claim a free slot for the call and publish it to the daemon. Fails with
+ * SS_E_NODAEMON, SS_E_NOSLOT or SS_E_ARG (reason in err). */
+int ss_stream_open(ss_pool *p, const ss_call *c, ss_stream *out, char *err, size_t errlen);
+
+/* One decoded frame of PCM16 mono. Never blocks: a full ring drops its oldest frame. */
+int ss_stream_write(ss_stream *s, unsigned track, uint64_t ts_ns, const int16_t *pcm,
+                    uint32_t samples);
+
+/* Exactly one frame's worth of TTS. Returns samples copied (0: nothing queued,
+ * leave the frame alone; fewer than asked: the rest of out is zeroed). */
+uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples);
+
+/* Control message to the daemon (SS_CTL_PAYLOAD, SS_CTL_DTMF). SS_E_FULL if
+ * the daemon is not keeping up: the caller reports it, nothing is lost silently. */
+int ss_stream_post(ss_stream *s, uint16_t type, const void *data, uint32_t len);
+
+/* Next control message from the daemon: returns its length (buf gets it,
+ * NUL-terminated; cap must exceed SS_CTL_MSG_MAX), 0 if none, or an ss_err. */
+long ss_stream_take(ss_stream *s, uint16_t *type, char *buf, size_t cap);
+
+/* The call is over (stop, hangup, unload): hand the slot back to the daemon,
+ * which sends StreamEnd and frees it. SS_E_STALE if it is no longer ours. */
+int ss_stream_close(ss_stream *s);
+
+/* What the daemon reports about this stream: enum ss_link_state. */
+uint32_t ss_stream_link(const ss_stream *s);
+
+#endif /* SS_STREAM_H */
