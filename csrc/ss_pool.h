@@ -30,7 +30,8 @@ typedef struct ss_slot_rings {
 
 uint64_t ss_now_ns(void);   /* CLOCK_MONOTONIC: vDSO, no system call */
 
-/* Check a pool image of len bytes. Writes the reason to err on failure. */
+/* Check the pool header at mem for a file of len bytes (mem must hold at least
+ * the header, or len bytes if fewer). Writes the reason to err on failure. */
 int ss_pool_validate(const void *mem, size_t len, char *err, size_t errlen);
 
 /* Create a new pool file (fails if it exists) with the given mode. */
