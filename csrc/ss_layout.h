@@ -89,14 +89,14 @@ enum ss_rec_type {
     SS_REC_PAD = 0,
     SS_REC_AUDIO = 1,
     /* ctl_in: module -> daemon */
-    SS_CTL_PAYLOAD = 16,        /* send_payload JSON object text */
-    SS_CTL_DTMF = 17,           /* digit byte + uint32 duration ms */
-    /* ctl_out: daemon -> module */
-    SS_CTL_HANGUP = 32,         /* cause name text */
-    SS_CTL_TRANSFER = 33,       /* destination text */
-    SS_CTL_EVENT = 34,          /* JSON object text, raised as ai_stream::event */
-    SS_CTL_MARK = 35,           /* mark name text: playout passed it */
-    SS_CTL_ERROR = 36,          /* reason text, raised as ai_stream::error */
+    SS_CTL_PAYLOAD = 16,        /* send_payload: JSON object text */
+    SS_CTL_DTMF = 17,           /* digit byte, then uint32 little-endian duration in ms */
+    /* ctl_out: daemon -> module. Text is UTF-8 without a NUL. */
+    SS_CTL_HANGUP = 32,         /* cause name, e.g. NORMAL_CLEARING */
+    SS_CTL_TRANSFER = 33,       /* "destination [dialplan [context]]", as uuid_transfer takes it */
+    SS_CTL_EVENT = 34,          /* JSON {"name": ..., "data": {...}}: raise ai_stream::event */
+    SS_CTL_MARK = 35,           /* mark name: playout passed it, raise ai_stream::mark */
+    SS_CTL_ERROR = 36,          /* reason: raise ai_stream::error */
 };
 
 /* Record header; records are 8-byte aligned and never wrap. Audio payload is

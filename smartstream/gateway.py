@@ -1,0 +1,155 @@
+"""The gateway: the pool, ONE ticker for every call, and the calls.
+
+Every cadence_ms the ticker drains all watched rings with one _ring call,
+hands each record to its Call, picks up calls that started or ended, tops up
+TTS, and lets the transport flush. Nothing here waits on the network: the
+transport owns that.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from . import _ring
+from .call import Call
+from .config import Config
+from .metrics import Metrics
+from .transport import Transport, make_transport
+from .v1 import smartstream_pb2 as pb
+
+log = logging.getLogger("smartstream.gateway")
+
+RING_ERRORS = {_ring.E_CORRUPT: "ring_corrupt", _ring.E_STALE: "slot_reused", _ring.E_BUSY: "ring_busy"}
+
+
+class Gateway:
+    def __init__(self, config: Config, transport: Transport | None = None,
+                 metrics: Metrics | None = None):
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.pool = _ring.Pool.open(config.pool_path, config.pool_slots, config.pool_mode)
+        self.transport = transport or make_transport(config)
+        self.calls: dict[int, Call] = {}
+        self._batch = _ring.Batch()
+        self._task: asyncio.Task | None = None
+        self.ticks = 0
+        log.info("pool %s %s: %d slots", config.pool_path,
+                 "re-attached" if self.pool.reattached else "created", self.pool.slot_count)
+
+    # -- running ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self.tick()   # pick up live slots at once: a restarted daemon resumes them now
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        cadence = self.config.cadence_ms / 1000
+        due = time.monotonic() + cadence
+        while True:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            late = time.monotonic() - due
+            self.metrics.tick_lateness.observe(max(late, 0.0))
+            try:
+                self.tick()
+            except Exception:
+                log.exception("tick failed")   # one bad tick must not stop the gateway
+            due += cadence
+            if late > cadence:   # fell behind: skip, do not burst
+                due = time.monotonic() + cadence
+
+    async def stop(self) -> None:
+        """End every stream with StreamEnd (the calls go on; a new daemon resumes them)."""
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.tick()   # last frames out first
+        for call in list(self.calls.values()):
+            call.end(pb.StreamEnd.REASON_SHUTDOWN, "gateway shutting down")
+        self.transport.flush()
+        await asyncio.sleep(0.05)
+        await self.transport.close()
+        self.pool.close()
+
+    # -- one tick ----------------------------------------------------------------
+
+    def tick(self) -> None:
+        pool = self.pool
+        pool.heartbeat()
+        now = time.monotonic_ns()
+        changes = pool.scan()
+        for slot, gen, state in changes:
+            if state in (_ring.SLOT_ACTIVE, _ring.SLOT_CLOSING) and slot not in self.calls:
+                self._open_call(slot, gen)
+        self._drain(now)
+        for slot, gen, state in changes:
+            call = self.calls.get(slot)
+            if call is None:
+                continue
+            if call.gen != gen or state == _ring.SLOT_FREE:
+                self._close_call(call, pb.StreamEnd.REASON_ERROR, "slot taken by another call")
+            elif state == _ring.SLOT_CLOSING:
+                self._close_call(call, pb.StreamEnd.REASON_HANGUP, "")
+        for call in list(self.calls.values()):
+            call.tick(now)
+        self.transport.flush()
+        self.ticks += 1
+
+    def _drain(self, now: int) -> None:
+        batch = self._batch
+        if not self.pool.drain(batch):
+            self._ring_errors(batch)
+            return
+        calls = self.calls
+        frames = sent = 0
+        latency = self.metrics.hook_to_send
+        for slot, type_, track, seq, ts, data in batch.records():
+            call = calls.get(slot)
+            if call is None:
+                continue
+            if type_ != _ring.REC_AUDIO:
+                call.on_control(type_, data)
+            elif call.on_frame(track, seq, ts, data):
+                frames += 1
+                sent += len(data)
+                latency.observe((now - ts) / 1e9)
+        self.metrics.frames_sent.inc(frames)
+        self.metrics.bytes_sent.inc(sent)
+        self._ring_errors(batch)
+
+    def _ring_errors(self, batch) -> None:
+        for slot, code, lost in batch.errors:
+            reason = RING_ERRORS.get(code, "ring_error")
+            self.metrics.dropped(reason)
+            call = self.calls.get(slot)
+            (call.log if call else log).error("slot %d: %s (%d bytes lost)", slot, reason, lost)
+
+    def _open_call(self, slot: int, gen: int) -> None:
+        try:
+            info = self.pool.slot_info(slot)
+        except _ring.SlotError as e:
+            log.error("ignoring slot %d: %s", slot, e)
+            self.metrics.dropped("bad_slot")
+            return
+        if info["generation"] != gen:
+            return   # changed again since the scan; the next scan has it
+        resumed = self.pool.watch(slot, gen)
+        call = Call(self, info, resumed)
+        self.calls[slot] = call
+        self.metrics.active_streams.inc()
+        call.connect()
+
+    def _close_call(self, call: Call, reason: int, detail: str) -> None:
+        call.end(reason, detail)
+        self.metrics.dropped("resume_overflow", call.uplink.dropped)
+        self.metrics.active_streams.dec()
+        del self.calls[call.slot]
+        try:
+            self.pool.free_slot(call.slot, call.gen)
+        except _ring.SlotError:
+            self.pool.unwatch(call.slot)   # already taken by a new call
+        call.log.info("stream ended: %d frames sent, %d audio messages received, %d dropped",
+                      call.frames_sent, call.frames_received, call.uplink.dropped)

@@ -1,0 +1,31 @@
+"""The daemon's counters, in Prometheus' conventions (base units, _total)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        r = self.registry = registry or CollectorRegistry()
+        self.active_streams = Gauge("smartstream_active_streams", "Calls with a stream", registry=r)
+        self.frames_sent = Counter("smartstream_frames_sent_total", "Audio frames sent to AI servers", registry=r)
+        self.bytes_sent = Counter("smartstream_bytes_sent_total", "PCM bytes sent to AI servers", registry=r)
+        self.frames_received = Counter("smartstream_frames_received_total", "Audio messages from AI servers", registry=r)
+        self.bytes_received = Counter("smartstream_bytes_received_total", "PCM bytes from AI servers", registry=r)
+        self.drops = Counter("smartstream_frames_dropped_total", "Frames or messages dropped, by reason",
+                             ["reason"], registry=r)
+        self.stream_errors = Counter("smartstream_stream_errors_total", "Streams broken, by gRPC status",
+                                     ["code"], registry=r)
+        self.tick_lateness = Histogram("smartstream_tick_lateness_seconds", "How late a tick started",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.hook_to_send = Histogram("smartstream_hook_to_send_seconds",
+                                      "Capture in FreeSWITCH to handing the frame to the transport",
+                                      buckets=LATENCY_BUCKETS, registry=r)
+
+    def dropped(self, reason: str, n: int = 1) -> None:
+        self.drops.labels(reason).inc(n)
+
+    def stream_error(self, code: str) -> None:
+        self.stream_errors.labels(code).inc()

@@ -1,0 +1,60 @@
+"""The one small interface between a call and the wire.
+
+A Call asks its Transport for a Stream to a target, queues messages on it
+during a tick, and hears back through its StreamHandler. The Gateway calls
+Transport.flush() once at the end of every tick: a batching transport writes
+there, one socket write per connection.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Protocol
+
+from ..config import Config
+from ..target import Target
+from ..v1 import smartstream_pb2 as pb
+
+
+class StreamHandler(Protocol):
+    def on_message(self, msg: pb.ServerMessage) -> None:
+        """A message from the AI server, in order."""
+
+    def on_closed(self, code: str, detail: str) -> None:
+        """The stream is over: code is the gRPC status name ("OK" when the
+        server finished it), detail says why."""
+
+
+class Stream(abc.ABC):
+    @abc.abstractmethod
+    def send(self, msg: pb.GatewayMessage) -> None:
+        """Queue a message; messages leave in the order queued."""
+
+    @abc.abstractmethod
+    def send_audio(self, track: int, seq: int, capture_ns: int, pcm: bytes) -> None:
+        """Queue one AudioFrame (the per-frame path: no message object needed)."""
+
+    @abc.abstractmethod
+    def finish(self) -> None:
+        """Half-close once everything queued is sent."""
+
+    @abc.abstractmethod
+    def cancel(self, detail: str) -> None:
+        """Abort now; nothing more is sent or delivered."""
+
+
+class Transport(abc.ABC):
+    @abc.abstractmethod
+    def open_stream(self, target: Target, handler: StreamHandler) -> Stream: ...
+
+    def flush(self) -> None:
+        """End of a tick."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+def make_transport(config: Config) -> Transport:
+    if config.transport == "grpcio":
+        from .grpcio import GrpcioTransport
+        return GrpcioTransport(config)
+    raise ValueError(f"transport {config.transport!r}: expected 'grpcio'")
