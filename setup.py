@@ -35,10 +35,14 @@ generate_proto()  # editable installs skip build_py
 
 from Cython.Build import cythonize  # noqa: E402  (a build requirement)
 
-ext = Extension("smartstream._ring", ["smartstream/_ring.pyx", *C_LIB],
-                include_dirs=["csrc"], extra_compile_args=CFLAGS)
+exts = [
+    Extension("smartstream._ring", ["smartstream/_ring.pyx", *C_LIB],
+              include_dirs=["csrc"], extra_compile_args=CFLAGS),
+    Extension("smartstream._resample", ["smartstream/_resample.pyx"],
+              libraries=["speexdsp"], extra_compile_args=CFLAGS),
+]
 
 setup(
-    ext_modules=cythonize([ext], language_level=3),
+    ext_modules=cythonize(exts, language_level=3),
     cmdclass={"build_py": BuildPy},
 )

@@ -29,3 +29,15 @@ class Metrics:
 
     def stream_error(self, code: str) -> None:
         self.stream_errors.labels(code).inc()
+
+
+def quantile(hist: Histogram, q: float) -> float:
+    """Upper bound of the bucket holding quantile q (what Prometheus'
+    histogram_quantile would say, without interpolation); 0 with no data."""
+    buckets = [(float(s.labels["le"]), s.value) for s in next(iter(hist.collect())).samples
+               if s.name.endswith("_bucket")]
+    total = buckets[-1][1] if buckets else 0
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return 0.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from .resample import Resampler
+from ._resample import Resampler
 
 
 class Playout:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .resample import Resampler
+from ._resample import Resampler
 
 
 class Uplink:

@@ -1,0 +1,84 @@
+"""A real grpc.aio AI server for the tests: records every stream it gets and
+lets a test script what it answers. It is a real server on loopback, not a fake."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import grpc
+
+from smartstream.v1 import smartstream_pb2 as pb
+from smartstream.v1 import smartstream_pb2_grpc as pb_grpc
+
+
+@dataclass
+class Recorded:
+    """One stream as the server saw it."""
+    messages: list = field(default_factory=list)   # GatewayMessage, in order
+    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    status: str = ""
+
+    @property
+    def start(self) -> pb.StreamStart:
+        return self.messages[0].start
+
+    @property
+    def uuid(self) -> str:
+        return self.start.call_uuid
+
+    def kinds(self) -> list[str]:
+        return [m.WhichOneof("msg") for m in self.messages]
+
+    def frames(self, track=pb.TRACK_INBOUND) -> list[pb.AudioFrame]:
+        return [m.audio for m in self.messages if m.HasField("audio") and m.audio.track == track]
+
+    def send(self, **kw) -> None:
+        self.outbox.put_nowait(pb.ServerMessage(**kw))
+
+
+class AIServer(pb_grpc.AIStreamServicer):
+    """Streams by call uuid (a resumed call adds a stream to its list)."""
+
+    def __init__(self, on_start=None):
+        self.streams: dict[str, list[Recorded]] = {}
+        self.started = asyncio.Queue()
+        self.on_start = on_start
+        self.server = None
+        self.port = 0
+
+    async def Stream(self, request_iterator, context):
+        rec = Recorded()
+
+        async def read():
+            async for msg in request_iterator:
+                rec.messages.append(msg)
+                if len(rec.messages) == 1:
+                    self.streams.setdefault(msg.start.call_uuid, []).append(rec)
+                    self.started.put_nowait(rec)
+                    if self.on_start:
+                        self.on_start(rec)
+            rec.outbox.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (out := await rec.outbox.get()) is not None:
+                if isinstance(out, grpc.StatusCode):
+                    await context.abort(out, "test server aborts")
+                await context.write(out)
+        finally:
+            reader.cancel()
+            rec.done.set()
+
+    async def start(self, port: int = 0, options=None) -> int:
+        self.server = grpc.aio.server(options=options)
+        pb_grpc.add_AIStreamServicer_to_server(self, self.server)
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        await self.server.start()
+        return self.port
+
+    async def stop(self, grace=None) -> None:
+        await self.server.stop(grace)
+
+    def all_frames(self, uuid: str, track=pb.TRACK_INBOUND) -> list[pb.AudioFrame]:
+        return [f for rec in self.streams.get(uuid, []) for f in rec.frames(track)]
