@@ -40,6 +40,8 @@ exts = [
               include_dirs=["csrc"], extra_compile_args=CFLAGS),
     Extension("smartstream._resample", ["smartstream/_resample.pyx"],
               libraries=["speexdsp"], extra_compile_args=CFLAGS),
+    Extension("smartstream._uplink", ["smartstream/_uplink.pyx", "csrc/ss_ring.c"],
+              include_dirs=["csrc"], libraries=["speexdsp"], extra_compile_args=CFLAGS),
 ]
 
 setup(

@@ -181,6 +181,33 @@ long ss_rec_drain(const ss_ringv *v, uint8_t *out, size_t out_cap, uint32_t max_
     return SS_E_BUSY;
 }
 
+int ss_rec_next(const ss_ringv *v, uint64_t *pos, ss_rec *hdr, const uint8_t **payload)
+{
+    uint64_t t = atomic_load_explicit(&v->r->tail, ACQ);
+    while (*pos != t) {
+        uint64_t span = rec_span(v, *pos, t, hdr);
+        if (!span)
+            return SS_E_CORRUPT;
+        uint64_t at = *pos & (v->cap - 1);
+        *pos += span;
+        if (hdr->type != SS_REC_PAD) {
+            *payload = v->data + at + SS_REC_HDR;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int ss_rec_pop(const ss_ringv *v, ss_rec *hdr)
+{
+    uint64_t h = atomic_load_explicit(&v->r->head, ACQ), pos = h;
+    const uint8_t *payload;
+    int rc = ss_rec_next(v, &pos, hdr, &payload);
+    if (rc == 1 && !atomic_compare_exchange_strong_explicit(&v->r->head, &h, pos, ACQREL, ACQ))
+        return SS_E_BUSY;
+    return rc;
+}
+
 uint32_t ss_byte_write(const ss_ringv *v, const void *src, uint32_t len)
 {
     ss_ring *r = v->r;

@@ -58,6 +58,14 @@ int ss_rec_write(const ss_ringv *v, uint16_t type, uint16_t track, uint64_t ts_n
 long ss_rec_drain(const ss_ringv *v, uint8_t *out, size_t out_cap, uint32_t max_recs,
                   uint32_t *nrecs, uint64_t *lost);
 
+/* For a ring private to one process (the daemon's resume window), where no
+ * other side moves head while we look: walk the records from *pos (start at
+ * ss_ring_head) without consuming them. Returns 1 with *hdr and *payload
+ * set and *pos advanced, 0 at the tail, or SS_E_CORRUPT. */
+int ss_rec_next(const ss_ringv *v, uint64_t *pos, ss_rec *hdr, const uint8_t **payload);
+/* Consume the oldest record. Returns 1, 0 if empty, or SS_E_CORRUPT; *hdr gets its header. */
+int ss_rec_pop(const ss_ringv *v, ss_rec *hdr);
+
 /* Byte rings (TTS PCM down) ---------------------------------------------- */
 
 /* Append up to len bytes; never overwrites unread data. Returns bytes written. */

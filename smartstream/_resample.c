@@ -1277,10 +1277,10 @@ static int __Pyx_init_tpflags_variables(void) {
 #define __PYX_HAVE__smartstream___resample
 #define __PYX_HAVE_API__smartstream___resample
 /* Early includes */
-#include <string.h>
-#include <stdio.h>
 #include <stdint.h>
 #include "speex/speex_resampler.h"
+#include <string.h>
+#include <stdio.h>
 #include "pythread.h"
 
     typedef int (*__pyx_memoryview_to_dtype_func_type)(char*, PyObject*);
@@ -1505,6 +1505,7 @@ static const char * const __pyx_cfilenm = __FILE__;
 static const char* const __pyx_f[] = {
   "smartstream/_resample.pyx",
   "View.MemoryView",
+  "smartstream/_resample.pxd",
   "cpython/type.pxd",
 };
 /* #### Code section: utility_code_proto_before_types ### */
@@ -1766,7 +1767,7 @@ struct __pyx_MemviewEnum_obj;
 struct __pyx_memoryview_obj;
 struct __pyx_memoryviewslice_obj;
 
-/* "smartstream/_resample.pyx":17
+/* "smartstream/_resample.pxd":6
  * 
  * 
  * cdef class Resampler:             # <<<<<<<<<<<<<<
@@ -1775,6 +1776,7 @@ struct __pyx_memoryviewslice_obj;
 */
 struct __pyx_obj_11smartstream_9_resample_Resampler {
   PyObject_HEAD
+  struct __pyx_vtabstruct_11smartstream_9_resample_Resampler *__pyx_vtab;
   SpeexResamplerState *st;
   uint32_t in_rate;
   uint32_t out_rate;
@@ -1856,6 +1858,21 @@ struct __pyx_memoryviewslice_obj {
   __pyx_memoryview_to_dtype_func_type to_dtype_func;
 };
 
+
+
+/* "smartstream/_resample.pyx":17
+ * 
+ * 
+ * cdef class Resampler:             # <<<<<<<<<<<<<<
+ *     def __cinit__(self, uint32_t in_rate, uint32_t out_rate, int quality=QUALITY):
+ *         cdef int err = 0
+*/
+
+struct __pyx_vtabstruct_11smartstream_9_resample_Resampler {
+  uint32_t (*process)(struct __pyx_obj_11smartstream_9_resample_Resampler *, int16_t const *, uint32_t, int16_t *, uint32_t);
+  uint32_t (*out_len)(struct __pyx_obj_11smartstream_9_resample_Resampler *, uint32_t, int __pyx_skip_dispatch);
+};
+static struct __pyx_vtabstruct_11smartstream_9_resample_Resampler *__pyx_vtabptr_11smartstream_9_resample_Resampler;
 
 
 /* "View.MemoryView":128
@@ -2833,6 +2850,15 @@ static int __Pyx_validate_bases_tuple(const char *type_name, int has_dictoffset,
 /* PyType_Ready.export */
 CYTHON_UNUSED static int __Pyx_PyType_Ready(PyTypeObject *t);
 
+/* GetVTable.proto (used by MergeVTables) */
+static int __Pyx_GetVtable(PyTypeObject *type, void** table);
+
+/* MergeVTables.proto (used by SetVTable) */
+static int __Pyx_MergeVtables(PyTypeObject *type);
+
+/* SetVTable.export */
+static int __Pyx_SetVtable(PyTypeObject* typeptr , void* vtable);
+
 /* LimitedApiGetTypeTypeDict.proto (used by DelItemOnTypeDict) */
 #if CYTHON_COMPILING_IN_LIMITED_API
 static PyObject *__Pyx_GetTypeTypeDict(PyTypeObject *tp);
@@ -2859,15 +2885,6 @@ int __Pyx_ApplySequenceOrMappingFlag(PyTypeObject *tp, int is_sequence);
 #else
 #define __Pyx_ApplySequenceOrMappingFlag(tp, is_sequence) (0)
 #endif
-
-/* GetVTable.proto (used by MergeVTables) */
-static int __Pyx_GetVtable(PyTypeObject *type, void** table);
-
-/* MergeVTables.proto (used by SetVTable) */
-static int __Pyx_MergeVtables(PyTypeObject *type);
-
-/* SetVTable.export */
-static int __Pyx_SetVtable(PyTypeObject* typeptr , void* vtable);
 
 /* TypeImport.proto */
 #ifndef __PYX_HAVE_RT_ImportType_proto_3_3_1
@@ -3177,10 +3194,10 @@ static PyObject *__Pyx_Object_VectorcallMethodKwds(PyObject *name, PyObject *con
 #endif
 
 /* CIntToPy.proto */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value);
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint32_t(uint32_t value);
 
 /* CIntToPy.proto */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint32_t(uint32_t value);
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value);
 
 /* PyObjectCallMethod1.proto (used by UpdateUnpickledDict) */
 static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethod1(PyObject* obj, PyObject* method_name, PyObject* arg);
@@ -3306,6 +3323,14 @@ static PyObject *__pyx_memoryview__get_base(struct __pyx_memoryview_obj *__pyx_v
 static PyObject *__pyx_memoryviewslice_convert_item_to_object(struct __pyx_memoryviewslice_obj *__pyx_v_self, char *__pyx_v_itemp); /* proto*/
 static PyObject *__pyx_memoryviewslice_assign_item_from_object(struct __pyx_memoryviewslice_obj *__pyx_v_self, char *__pyx_v_itemp, PyObject *__pyx_v_value); /* proto*/
 static PyObject *__pyx_memoryviewslice__get_base(struct __pyx_memoryviewslice_obj *__pyx_v_self); /* proto*/
+static uint32_t __pyx_f_11smartstream_9_resample_9Resampler_process(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, int16_t const *__pyx_v_inp, uint32_t __pyx_v_n_in, int16_t *__pyx_v_out, uint32_t __pyx_v_out_cap); /* proto*/
+static uint32_t __pyx_f_11smartstream_9_resample_9Resampler_out_len(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, uint32_t __pyx_v_n_in, int __pyx_skip_dispatch); /* proto*/
+
+/* Module declarations from "libc.stdint" */
+
+/* Module declarations from "smartstream.includes" */
+
+/* Module declarations from "smartstream.includes.speexdsp" */
 
 /* Module declarations from "libc.string" */
 
@@ -3320,12 +3345,6 @@ static PyObject *__pyx_memoryviewslice__get_base(struct __pyx_memoryviewslice_ob
 /* Module declarations from "cpython.object" */
 
 /* Module declarations from "cpython.bytes" */
-
-/* Module declarations from "libc.stdint" */
-
-/* Module declarations from "smartstream.includes" */
-
-/* Module declarations from "smartstream.includes.speexdsp" */
 
 /* Module declarations from "smartstream._resample" */
 static PyObject *__pyx_collections_abc_Sequence = 0;
@@ -3448,11 +3467,12 @@ static PyObject *__pyx_pf_15View_dot_MemoryView___pyx_unpickle_Enum(CYTHON_UNUSE
 static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, uint32_t __pyx_v_in_rate, uint32_t __pyx_v_out_rate, int __pyx_v_quality); /* proto */
 static void __pyx_pf_11smartstream_9_resample_9Resampler_2__dealloc__(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_4__call__(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, __Pyx_memviewslice __pyx_v_pcm); /* proto */
+static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_6out_len(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, uint32_t __pyx_v_n_in); /* proto */
 static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_13delay_samples___get__(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_7in_rate___get__(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_8out_rate___get__(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_6__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_8__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
+static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_8__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_10__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_tp_new__initialisation_11smartstream_9_resample_Resampler(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
@@ -3613,8 +3633,8 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[2];
-    PyObject *__pyx_codeobj_tab[2];
-    PyObject *__pyx_string_tab[107];
+    PyObject *__pyx_codeobj_tab[3];
+    PyObject *__pyx_string_tab[112];
     PyObject *__pyx_number_tab[3];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -3691,86 +3711,91 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_isenabled __pyx_string_tab[24]
 #define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[25]
 #define __pyx_kp_u_rates __pyx_string_tab[26]
-#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[27]
-#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[28]
-#define __pyx_n_u_ASCII __pyx_string_tab[29]
-#define __pyx_n_u_Ellipsis __pyx_string_tab[30]
-#define __pyx_n_u_Resampler __pyx_string_tab[31]
-#define __pyx_n_u_Resampler___reduce_cython __pyx_string_tab[32]
-#define __pyx_n_u_Resampler___setstate_cython __pyx_string_tab[33]
-#define __pyx_n_u_Sequence __pyx_string_tab[34]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[35]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[36]
-#define __pyx_n_u_annotate __pyx_string_tab[37]
-#define __pyx_n_u_class __pyx_string_tab[38]
-#define __pyx_n_u_class_getitem __pyx_string_tab[39]
-#define __pyx_n_u_dict __pyx_string_tab[40]
-#define __pyx_n_u_func __pyx_string_tab[41]
-#define __pyx_n_u_getstate __pyx_string_tab[42]
-#define __pyx_n_u_import __pyx_string_tab[43]
-#define __pyx_n_u_main __pyx_string_tab[44]
-#define __pyx_n_u_module __pyx_string_tab[45]
-#define __pyx_n_u_name_2 __pyx_string_tab[46]
-#define __pyx_n_u_new __pyx_string_tab[47]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[48]
-#define __pyx_n_u_pyx_state __pyx_string_tab[49]
-#define __pyx_n_u_pyx_type __pyx_string_tab[50]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[51]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[52]
-#define __pyx_n_u_qualname __pyx_string_tab[53]
-#define __pyx_n_u_reduce __pyx_string_tab[54]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[55]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[56]
-#define __pyx_n_u_set_name __pyx_string_tab[57]
-#define __pyx_n_u_setstate __pyx_string_tab[58]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[59]
-#define __pyx_n_u_test __pyx_string_tab[60]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[61]
-#define __pyx_n_u_abc __pyx_string_tab[62]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[63]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[64]
-#define __pyx_n_u_base __pyx_string_tab[65]
-#define __pyx_n_u_c __pyx_string_tab[66]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[67]
-#define __pyx_n_u_count __pyx_string_tab[68]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[69]
-#define __pyx_n_u_encode __pyx_string_tab[70]
-#define __pyx_n_u_enumerate __pyx_string_tab[71]
-#define __pyx_n_u_error __pyx_string_tab[72]
-#define __pyx_n_u_flags __pyx_string_tab[73]
-#define __pyx_n_u_format __pyx_string_tab[74]
-#define __pyx_n_u_fortran __pyx_string_tab[75]
-#define __pyx_n_u_id __pyx_string_tab[76]
-#define __pyx_n_u_in_rate __pyx_string_tab[77]
-#define __pyx_n_u_index __pyx_string_tab[78]
-#define __pyx_n_u_items __pyx_string_tab[79]
-#define __pyx_n_u_itemsize __pyx_string_tab[80]
-#define __pyx_n_u_memview __pyx_string_tab[81]
-#define __pyx_n_u_mode __pyx_string_tab[82]
-#define __pyx_n_u_name __pyx_string_tab[83]
-#define __pyx_n_u_ndim __pyx_string_tab[84]
-#define __pyx_n_u_obj __pyx_string_tab[85]
-#define __pyx_n_u_out_rate __pyx_string_tab[86]
-#define __pyx_n_u_pack __pyx_string_tab[87]
-#define __pyx_n_u_pcm __pyx_string_tab[88]
-#define __pyx_n_u_pop __pyx_string_tab[89]
-#define __pyx_n_u_quality __pyx_string_tab[90]
-#define __pyx_n_u_register __pyx_string_tab[91]
-#define __pyx_n_u_self __pyx_string_tab[92]
-#define __pyx_n_u_setdefault __pyx_string_tab[93]
-#define __pyx_n_u_shape __pyx_string_tab[94]
-#define __pyx_n_u_size __pyx_string_tab[95]
-#define __pyx_n_u_smartstream__resample __pyx_string_tab[96]
-#define __pyx_n_u_start __pyx_string_tab[97]
-#define __pyx_n_u_step __pyx_string_tab[98]
-#define __pyx_n_u_stop __pyx_string_tab[99]
-#define __pyx_n_u_struct __pyx_string_tab[100]
-#define __pyx_n_u_unpack __pyx_string_tab[101]
-#define __pyx_n_u_update __pyx_string_tab[102]
-#define __pyx_n_u_values __pyx_string_tab[103]
-#define __pyx_n_u_x __pyx_string_tab[104]
-#define __pyx_n_b_O __pyx_string_tab[105]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[106]
+#define __pyx_kp_u_smartstream__resample_pyx __pyx_string_tab[27]
+#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[28]
+#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[29]
+#define __pyx_n_u_ASCII __pyx_string_tab[30]
+#define __pyx_n_u_Ellipsis __pyx_string_tab[31]
+#define __pyx_n_u_Resampler __pyx_string_tab[32]
+#define __pyx_n_u_Resampler___reduce_cython __pyx_string_tab[33]
+#define __pyx_n_u_Resampler___setstate_cython __pyx_string_tab[34]
+#define __pyx_n_u_Resampler_out_len __pyx_string_tab[35]
+#define __pyx_n_u_Sequence __pyx_string_tab[36]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[37]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[38]
+#define __pyx_n_u_annotate __pyx_string_tab[39]
+#define __pyx_n_u_class __pyx_string_tab[40]
+#define __pyx_n_u_class_getitem __pyx_string_tab[41]
+#define __pyx_n_u_dict __pyx_string_tab[42]
+#define __pyx_n_u_func __pyx_string_tab[43]
+#define __pyx_n_u_getstate __pyx_string_tab[44]
+#define __pyx_n_u_import __pyx_string_tab[45]
+#define __pyx_n_u_main __pyx_string_tab[46]
+#define __pyx_n_u_module __pyx_string_tab[47]
+#define __pyx_n_u_name_2 __pyx_string_tab[48]
+#define __pyx_n_u_new __pyx_string_tab[49]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[50]
+#define __pyx_n_u_pyx_state __pyx_string_tab[51]
+#define __pyx_n_u_pyx_type __pyx_string_tab[52]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[53]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[54]
+#define __pyx_n_u_qualname __pyx_string_tab[55]
+#define __pyx_n_u_reduce __pyx_string_tab[56]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[57]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[58]
+#define __pyx_n_u_set_name __pyx_string_tab[59]
+#define __pyx_n_u_setstate __pyx_string_tab[60]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[61]
+#define __pyx_n_u_test __pyx_string_tab[62]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[63]
+#define __pyx_n_u_abc __pyx_string_tab[64]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[65]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[66]
+#define __pyx_n_u_base __pyx_string_tab[67]
+#define __pyx_n_u_c __pyx_string_tab[68]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[69]
+#define __pyx_n_u_count __pyx_string_tab[70]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[71]
+#define __pyx_n_u_encode __pyx_string_tab[72]
+#define __pyx_n_u_enumerate __pyx_string_tab[73]
+#define __pyx_n_u_error __pyx_string_tab[74]
+#define __pyx_n_u_flags __pyx_string_tab[75]
+#define __pyx_n_u_format __pyx_string_tab[76]
+#define __pyx_n_u_fortran __pyx_string_tab[77]
+#define __pyx_n_u_id __pyx_string_tab[78]
+#define __pyx_n_u_in_rate __pyx_string_tab[79]
+#define __pyx_n_u_index __pyx_string_tab[80]
+#define __pyx_n_u_items __pyx_string_tab[81]
+#define __pyx_n_u_itemsize __pyx_string_tab[82]
+#define __pyx_n_u_memview __pyx_string_tab[83]
+#define __pyx_n_u_mode __pyx_string_tab[84]
+#define __pyx_n_u_n_in __pyx_string_tab[85]
+#define __pyx_n_u_name __pyx_string_tab[86]
+#define __pyx_n_u_ndim __pyx_string_tab[87]
+#define __pyx_n_u_obj __pyx_string_tab[88]
+#define __pyx_n_u_out_len __pyx_string_tab[89]
+#define __pyx_n_u_out_rate __pyx_string_tab[90]
+#define __pyx_n_u_pack __pyx_string_tab[91]
+#define __pyx_n_u_pcm __pyx_string_tab[92]
+#define __pyx_n_u_pop __pyx_string_tab[93]
+#define __pyx_n_u_quality __pyx_string_tab[94]
+#define __pyx_n_u_register __pyx_string_tab[95]
+#define __pyx_n_u_self __pyx_string_tab[96]
+#define __pyx_n_u_setdefault __pyx_string_tab[97]
+#define __pyx_n_u_shape __pyx_string_tab[98]
+#define __pyx_n_u_size __pyx_string_tab[99]
+#define __pyx_n_u_smartstream__resample __pyx_string_tab[100]
+#define __pyx_n_u_start __pyx_string_tab[101]
+#define __pyx_n_u_step __pyx_string_tab[102]
+#define __pyx_n_u_stop __pyx_string_tab[103]
+#define __pyx_n_u_struct __pyx_string_tab[104]
+#define __pyx_n_u_unpack __pyx_string_tab[105]
+#define __pyx_n_u_update __pyx_string_tab[106]
+#define __pyx_n_u_values __pyx_string_tab[107]
+#define __pyx_n_u_x __pyx_string_tab[108]
+#define __pyx_n_b_O __pyx_string_tab[109]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[110]
+#define __pyx_kp_b_iso88591_A_uBd_S_IUWWX __pyx_string_tab[111]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_136983863 __pyx_number_tab[2]
@@ -3804,8 +3829,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<107; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<112; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -3845,8 +3870,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<107; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<112; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -18033,9 +18058,9 @@ static PyObject *__pyx_unpickle_Enum__set_state(struct __pyx_MemviewEnum_obj *__
   return __pyx_r;
 }
 
-/* "smartstream/_resample.pyx":21
- *     cdef readonly uint32_t in_rate, out_rate
+/* "smartstream/_resample.pyx":18
  * 
+ * cdef class Resampler:
  *     def __cinit__(self, uint32_t in_rate, uint32_t out_rate, int quality=QUALITY):             # <<<<<<<<<<<<<<
  *         cdef int err = 0
  *         if not (1000 <= in_rate <= 192000 and 1000 <= out_rate <= 192000):
@@ -18081,55 +18106,55 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_in_rate,&__pyx_mstate_global->__pyx_n_u_out_rate,&__pyx_mstate_global->__pyx_n_u_quality,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 21, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 18, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 21, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 18, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 21, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 18, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 21, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 18, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 21, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 18, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 2, 3, i); __PYX_ERR(0, 21, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 2, 3, i); __PYX_ERR(0, 18, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 21, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 18, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 21, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 18, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 21, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 18, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_in_rate = __Pyx_PyLong_As_uint32_t(values[0]); if (unlikely((__pyx_v_in_rate == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 21, __pyx_L3_error)
-    __pyx_v_out_rate = __Pyx_PyLong_As_uint32_t(values[1]); if (unlikely((__pyx_v_out_rate == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 21, __pyx_L3_error)
+    __pyx_v_in_rate = __Pyx_PyLong_As_uint32_t(values[0]); if (unlikely((__pyx_v_in_rate == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 18, __pyx_L3_error)
+    __pyx_v_out_rate = __Pyx_PyLong_As_uint32_t(values[1]); if (unlikely((__pyx_v_out_rate == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 18, __pyx_L3_error)
     if (values[2]) {
-      __pyx_v_quality = __Pyx_PyLong_As_int(values[2]); if (unlikely((__pyx_v_quality == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 21, __pyx_L3_error)
+      __pyx_v_quality = __Pyx_PyLong_As_int(values[2]); if (unlikely((__pyx_v_quality == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 18, __pyx_L3_error)
     } else {
       __pyx_v_quality = ((int)4);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 2, 3, __pyx_nargs); __PYX_ERR(0, 21, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 2, 3, __pyx_nargs); __PYX_ERR(0, 18, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -18176,8 +18201,8 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__cinit__", 0);
 
-  /* "smartstream/_resample.pyx":22
- * 
+  /* "smartstream/_resample.pyx":19
+ * cdef class Resampler:
  *     def __cinit__(self, uint32_t in_rate, uint32_t out_rate, int quality=QUALITY):
  *         cdef int err = 0             # <<<<<<<<<<<<<<
  *         if not (1000 <= in_rate <= 192000 and 1000 <= out_rate <= 192000):
@@ -18185,7 +18210,7 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
 */
   __pyx_v_err = 0;
 
-  /* "smartstream/_resample.pyx":23
+  /* "smartstream/_resample.pyx":20
  *     def __cinit__(self, uint32_t in_rate, uint32_t out_rate, int quality=QUALITY):
  *         cdef int err = 0
  *         if not (1000 <= in_rate <= 192000 and 1000 <= out_rate <= 192000):             # <<<<<<<<<<<<<<
@@ -18218,7 +18243,7 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "smartstream/_resample.pyx":24
+    /* "smartstream/_resample.pyx":21
  *         cdef int err = 0
  *         if not (1000 <= in_rate <= 192000 and 1000 <= out_rate <= 192000):
  *             raise ValueError(f"rates {in_rate} -> {out_rate} out of range")             # <<<<<<<<<<<<<<
@@ -18226,9 +18251,9 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
  *         if self.st == NULL:
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_uint32_t(__pyx_v_in_rate, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 24, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_uint32_t(__pyx_v_in_rate, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 21, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_From_uint32_t(__pyx_v_out_rate, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 24, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_uint32_t(__pyx_v_out_rate, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 21, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_rates;
     __pyx_t_7[1] = __pyx_t_5;
@@ -18241,7 +18266,7 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
     #endif
     __pyx_t_9 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 5, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 24, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 21, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
@@ -18251,14 +18276,14 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 24, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 21, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 24, __pyx_L1_error)
+    __PYX_ERR(0, 21, __pyx_L1_error)
 
-    /* "smartstream/_resample.pyx":23
+    /* "smartstream/_resample.pyx":20
  *     def __cinit__(self, uint32_t in_rate, uint32_t out_rate, int quality=QUALITY):
  *         cdef int err = 0
  *         if not (1000 <= in_rate <= 192000 and 1000 <= out_rate <= 192000):             # <<<<<<<<<<<<<<
@@ -18267,7 +18292,7 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
 */
   }
 
-  /* "smartstream/_resample.pyx":25
+  /* "smartstream/_resample.pyx":22
  *         if not (1000 <= in_rate <= 192000 and 1000 <= out_rate <= 192000):
  *             raise ValueError(f"rates {in_rate} -> {out_rate} out of range")
  *         self.st = sp.speex_resampler_init(1, in_rate, out_rate, quality, &err)             # <<<<<<<<<<<<<<
@@ -18276,7 +18301,7 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
 */
   __pyx_v_self->st = speex_resampler_init(1, __pyx_v_in_rate, __pyx_v_out_rate, __pyx_v_quality, (&__pyx_v_err));
 
-  /* "smartstream/_resample.pyx":26
+  /* "smartstream/_resample.pyx":23
  *             raise ValueError(f"rates {in_rate} -> {out_rate} out of range")
  *         self.st = sp.speex_resampler_init(1, in_rate, out_rate, quality, &err)
  *         if self.st == NULL:             # <<<<<<<<<<<<<<
@@ -18288,7 +18313,7 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "smartstream/_resample.pyx":27
+    /* "smartstream/_resample.pyx":24
  *         self.st = sp.speex_resampler_init(1, in_rate, out_rate, quality, &err)
  *         if self.st == NULL:
  *             raise ValueError(sp.speex_resampler_strerror(err).decode())             # <<<<<<<<<<<<<<
@@ -18298,25 +18323,25 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
     __pyx_t_10 = NULL;
 
     __pyx_t_12 = speex_resampler_strerror(__pyx_v_err);
-    __pyx_t_8 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_8 == ((Py_ssize_t)-1))) __PYX_ERR(0, 27, __pyx_L1_error)
-    __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_8, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 27, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_8 == ((Py_ssize_t)-1))) __PYX_ERR(0, 24, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_8, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 24, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(0, 27, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(0, 24, __pyx_L1_error)
     __pyx_t_11 = 1;
     {
       PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_t_4};
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 27, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 24, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 27, __pyx_L1_error)
+    __PYX_ERR(0, 24, __pyx_L1_error)
 
-    /* "smartstream/_resample.pyx":26
+    /* "smartstream/_resample.pyx":23
  *             raise ValueError(f"rates {in_rate} -> {out_rate} out of range")
  *         self.st = sp.speex_resampler_init(1, in_rate, out_rate, quality, &err)
  *         if self.st == NULL:             # <<<<<<<<<<<<<<
@@ -18325,7 +18350,7 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
 */
   }
 
-  /* "smartstream/_resample.pyx":28
+  /* "smartstream/_resample.pyx":25
  *         if self.st == NULL:
  *             raise ValueError(sp.speex_resampler_strerror(err).decode())
  *         sp.speex_resampler_skip_zeros(self.st)             # <<<<<<<<<<<<<<
@@ -18334,7 +18359,7 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
 */
   (void)(speex_resampler_skip_zeros(__pyx_v_self->st));
 
-  /* "smartstream/_resample.pyx":29
+  /* "smartstream/_resample.pyx":26
  *             raise ValueError(sp.speex_resampler_strerror(err).decode())
  *         sp.speex_resampler_skip_zeros(self.st)
  *         self.in_rate, self.out_rate = in_rate, out_rate             # <<<<<<<<<<<<<<
@@ -18348,9 +18373,9 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
   __pyx_v_self->in_rate = __pyx_t_13;
   __pyx_v_self->out_rate = __pyx_t_14;
 
-  /* "smartstream/_resample.pyx":21
- *     cdef readonly uint32_t in_rate, out_rate
+  /* "smartstream/_resample.pyx":18
  * 
+ * cdef class Resampler:
  *     def __cinit__(self, uint32_t in_rate, uint32_t out_rate, int quality=QUALITY):             # <<<<<<<<<<<<<<
  *         cdef int err = 0
  *         if not (1000 <= in_rate <= 192000 and 1000 <= out_rate <= 192000):
@@ -18374,7 +18399,7 @@ static int __pyx_pf_11smartstream_9_resample_9Resampler___cinit__(struct __pyx_o
   return __pyx_r;
 }
 
-/* "smartstream/_resample.pyx":31
+/* "smartstream/_resample.pyx":28
  *         self.in_rate, self.out_rate = in_rate, out_rate
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -18398,7 +18423,7 @@ static void __pyx_pw_11smartstream_9_resample_9Resampler_3__dealloc__(PyObject *
 static void __pyx_pf_11smartstream_9_resample_9Resampler_2__dealloc__(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self) {
   int __pyx_t_1;
 
-  /* "smartstream/_resample.pyx":32
+  /* "smartstream/_resample.pyx":29
  * 
  *     def __dealloc__(self):
  *         if self.st != NULL:             # <<<<<<<<<<<<<<
@@ -18410,16 +18435,16 @@ static void __pyx_pf_11smartstream_9_resample_9Resampler_2__dealloc__(struct __p
   if (__pyx_t_1) {
 
 
-    /* "smartstream/_resample.pyx":33
+    /* "smartstream/_resample.pyx":30
  *     def __dealloc__(self):
  *         if self.st != NULL:
  *             sp.speex_resampler_destroy(self.st)             # <<<<<<<<<<<<<<
  * 
- *     def __call__(self, const unsigned char[::1] pcm):
+ *     cdef uint32_t process(self, const int16_t *inp, uint32_t n_in, int16_t *out,
 */
     speex_resampler_destroy(__pyx_v_self->st);
 
-    /* "smartstream/_resample.pyx":32
+    /* "smartstream/_resample.pyx":29
  * 
  *     def __dealloc__(self):
  *         if self.st != NULL:             # <<<<<<<<<<<<<<
@@ -18428,7 +18453,7 @@ static void __pyx_pf_11smartstream_9_resample_9Resampler_2__dealloc__(struct __p
 */
   }
 
-  /* "smartstream/_resample.pyx":31
+  /* "smartstream/_resample.pyx":28
  *         self.in_rate, self.out_rate = in_rate, out_rate
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -18440,8 +18465,181 @@ static void __pyx_pf_11smartstream_9_resample_9Resampler_2__dealloc__(struct __p
 
 }
 
-/* "smartstream/_resample.pyx":35
+/* "smartstream/_resample.pyx":32
  *             sp.speex_resampler_destroy(self.st)
+ * 
+ *     cdef uint32_t process(self, const int16_t *inp, uint32_t n_in, int16_t *out,             # <<<<<<<<<<<<<<
+ *                           uint32_t out_cap) noexcept nogil:
+ *         cdef uint32_t done_in = 0, got_out = 0, il, ol
+*/
+
+static uint32_t __pyx_f_11smartstream_9_resample_9Resampler_process(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, int16_t const *__pyx_v_inp, uint32_t __pyx_v_n_in, int16_t *__pyx_v_out, uint32_t __pyx_v_out_cap) {
+  uint32_t __pyx_v_done_in;
+  uint32_t __pyx_v_got_out;
+  uint32_t __pyx_v_il;
+  uint32_t __pyx_v_ol;
+  uint32_t __pyx_r;
+  int __pyx_t_1;
+  int __pyx_t_2;
+  uint32_t __pyx_t_3;
+  uint32_t __pyx_t_4;
+
+  /* "smartstream/_resample.pyx":34
+ *     cdef uint32_t process(self, const int16_t *inp, uint32_t n_in, int16_t *out,
+ *                           uint32_t out_cap) noexcept nogil:
+ *         cdef uint32_t done_in = 0, got_out = 0, il, ol             # <<<<<<<<<<<<<<
+ *         while done_in < n_in and got_out < out_cap:
+ *             il, ol = n_in - done_in, out_cap - got_out
+*/
+  __pyx_v_done_in = 0;
+  __pyx_v_got_out = 0;
+
+  /* "smartstream/_resample.pyx":35
+ *                           uint32_t out_cap) noexcept nogil:
+ *         cdef uint32_t done_in = 0, got_out = 0, il, ol
+ *         while done_in < n_in and got_out < out_cap:             # <<<<<<<<<<<<<<
+ *             il, ol = n_in - done_in, out_cap - got_out
+ *             sp.speex_resampler_process_int(self.st, 0, inp + done_in, &il, out + got_out, &ol)
+*/
+  while (1) {
+    __pyx_t_2 = (__pyx_v_done_in < __pyx_v_n_in);
+
+    if (__pyx_t_2) {
+
+    } else {
+
+      __pyx_t_1 = __pyx_t_2;
+
+      goto __pyx_L5_bool_binop_done;
+    }
+    __pyx_t_2 = (__pyx_v_got_out < __pyx_v_out_cap);
+
+
+    __pyx_t_1 = __pyx_t_2;
+
+    __pyx_L5_bool_binop_done:;
+
+    if (!__pyx_t_1) break;
+
+    /* "smartstream/_resample.pyx":36
+ *         cdef uint32_t done_in = 0, got_out = 0, il, ol
+ *         while done_in < n_in and got_out < out_cap:
+ *             il, ol = n_in - done_in, out_cap - got_out             # <<<<<<<<<<<<<<
+ *             sp.speex_resampler_process_int(self.st, 0, inp + done_in, &il, out + got_out, &ol)
+ *             done_in += il
+*/
+    __pyx_t_3 = (__pyx_v_n_in - __pyx_v_done_in);
+
+    __pyx_t_4 = (__pyx_v_out_cap - __pyx_v_got_out);
+
+    __pyx_v_il = __pyx_t_3;
+    __pyx_v_ol = __pyx_t_4;
+
+    /* "smartstream/_resample.pyx":37
+ *         while done_in < n_in and got_out < out_cap:
+ *             il, ol = n_in - done_in, out_cap - got_out
+ *             sp.speex_resampler_process_int(self.st, 0, inp + done_in, &il, out + got_out, &ol)             # <<<<<<<<<<<<<<
+ *             done_in += il
+ *             got_out += ol
+*/
+    (void)(speex_resampler_process_int(__pyx_v_self->st, 0, (__pyx_v_inp + __pyx_v_done_in), (&__pyx_v_il), (__pyx_v_out + __pyx_v_got_out), (&__pyx_v_ol)));
+
+    /* "smartstream/_resample.pyx":38
+ *             il, ol = n_in - done_in, out_cap - got_out
+ *             sp.speex_resampler_process_int(self.st, 0, inp + done_in, &il, out + got_out, &ol)
+ *             done_in += il             # <<<<<<<<<<<<<<
+ *             got_out += ol
+ *             if il == 0 and ol == 0:
+*/
+    __pyx_v_done_in = (__pyx_v_done_in + __pyx_v_il);
+
+    /* "smartstream/_resample.pyx":39
+ *             sp.speex_resampler_process_int(self.st, 0, inp + done_in, &il, out + got_out, &ol)
+ *             done_in += il
+ *             got_out += ol             # <<<<<<<<<<<<<<
+ *             if il == 0 and ol == 0:
+ *                 break
+*/
+    __pyx_v_got_out = (__pyx_v_got_out + __pyx_v_ol);
+
+    /* "smartstream/_resample.pyx":40
+ *             done_in += il
+ *             got_out += ol
+ *             if il == 0 and ol == 0:             # <<<<<<<<<<<<<<
+ *                 break
+ *         return got_out
+*/
+    __pyx_t_2 = (__pyx_v_il == 0);
+
+    if (__pyx_t_2) {
+
+    } else {
+
+      __pyx_t_1 = __pyx_t_2;
+
+      goto __pyx_L8_bool_binop_done;
+    }
+    __pyx_t_2 = (__pyx_v_ol == 0);
+
+
+    __pyx_t_1 = __pyx_t_2;
+
+    __pyx_L8_bool_binop_done:;
+    if (__pyx_t_1) {
+
+
+      /* "smartstream/_resample.pyx":41
+ *             got_out += ol
+ *             if il == 0 and ol == 0:
+ *                 break             # <<<<<<<<<<<<<<
+ *         return got_out
+ * 
+*/
+      goto __pyx_L4_break;
+
+      /* "smartstream/_resample.pyx":40
+ *             done_in += il
+ *             got_out += ol
+ *             if il == 0 and ol == 0:             # <<<<<<<<<<<<<<
+ *                 break
+ *         return got_out
+*/
+    }
+  }
+  __pyx_L4_break:;
+
+  /* "smartstream/_resample.pyx":42
+ *             if il == 0 and ol == 0:
+ *                 break
+ *         return got_out             # <<<<<<<<<<<<<<
+ * 
+ *     def __call__(self, const unsigned char[::1] pcm):
+*/
+  {
+
+    __pyx_r = __pyx_v_got_out;
+  }
+  goto __pyx_L0;
+
+  /* "smartstream/_resample.pyx":32
+ *             sp.speex_resampler_destroy(self.st)
+ * 
+ *     cdef uint32_t process(self, const int16_t *inp, uint32_t n_in, int16_t *out,             # <<<<<<<<<<<<<<
+ *                           uint32_t out_cap) noexcept nogil:
+ *         cdef uint32_t done_in = 0, got_out = 0, il, ol
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+
+
+
+
+  return __pyx_r;
+}
+
+/* "smartstream/_resample.pyx":44
+ *         return got_out
  * 
  *     def __call__(self, const unsigned char[::1] pcm):             # <<<<<<<<<<<<<<
  *         """Convert PCM16 bytes; the filter state carries over to the next call."""
@@ -18474,32 +18672,32 @@ static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_5__call__(PyObject
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_pcm,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_VARARGS(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 35, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 44, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_VARARGS(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 35, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 44, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__call__", 0) < (0)) __PYX_ERR(0, 35, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__call__", 0) < (0)) __PYX_ERR(0, 44, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__call__", 1, 1, 1, i); __PYX_ERR(0, 35, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__call__", 1, 1, 1, i); __PYX_ERR(0, 44, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_VARARGS(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 35, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 44, __pyx_L3_error)
     }
-    __pyx_v_pcm = __Pyx_PyObject_to_MemoryviewSlice_dc_unsigned_char__const__(values[0], 0); if (unlikely(!__pyx_v_pcm.memview)) __PYX_ERR(0, 35, __pyx_L3_error)
+    __pyx_v_pcm = __Pyx_PyObject_to_MemoryviewSlice_dc_unsigned_char__const__(values[0], 0); if (unlikely(!__pyx_v_pcm.memview)) __PYX_ERR(0, 44, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__call__", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 35, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__call__", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 44, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -18524,262 +18722,103 @@ static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_5__call__(PyObject
 
 static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_4__call__(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, __Pyx_memviewslice __pyx_v_pcm) {
   uint32_t __pyx_v_n_in;
-  uint32_t __pyx_v_n_out;
-  uint32_t __pyx_v_done_in;
-  uint32_t __pyx_v_got_out;
-  uint32_t __pyx_v_il;
-  uint32_t __pyx_v_ol;
+  uint32_t __pyx_v_cap;
   PyObject *__pyx_v_out = NULL;
-  int16_t *__pyx_v_o;
-  int16_t const *__pyx_v_i;
+  uint32_t __pyx_v_got;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
-  unsigned PY_LONG_LONG __pyx_t_1;
+  uint32_t __pyx_t_1;
   PyObject *__pyx_t_2 = NULL;
-  int16_t const *__pyx_t_3;
-  int __pyx_t_4;
-  Py_ssize_t __pyx_t_5;
-  int __pyx_t_6;
-  uint32_t __pyx_t_7;
-  uint32_t __pyx_t_8;
+  int __pyx_t_3;
+  Py_ssize_t __pyx_t_4;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__call__", 0);
 
-  /* "smartstream/_resample.pyx":37
+  /* "smartstream/_resample.pyx":46
  *     def __call__(self, const unsigned char[::1] pcm):
  *         """Convert PCM16 bytes; the filter state carries over to the next call."""
  *         cdef uint32_t n_in = pcm.shape[0] // 2             # <<<<<<<<<<<<<<
- *         cdef uint32_t n_out = <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
- *         cdef uint32_t done_in = 0, got_out = 0, il, ol
+ *         cdef uint32_t cap = self.out_len(n_in)
+ *         out = PyBytes_FromStringAndSize(NULL, cap * 2)
 */
   __pyx_v_n_in = __Pyx_div_Py_ssize_t((__pyx_v_pcm.shape[0]), 2, 1);
 
-  /* "smartstream/_resample.pyx":38
+  /* "smartstream/_resample.pyx":47
  *         """Convert PCM16 bytes; the filter state carries over to the next call."""
  *         cdef uint32_t n_in = pcm.shape[0] // 2
- *         cdef uint32_t n_out = <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)             # <<<<<<<<<<<<<<
- *         cdef uint32_t done_in = 0, got_out = 0, il, ol
- *         out = PyBytes_FromStringAndSize(NULL, n_out * 2)
+ *         cdef uint32_t cap = self.out_len(n_in)             # <<<<<<<<<<<<<<
+ *         out = PyBytes_FromStringAndSize(NULL, cap * 2)
+ *         cdef uint32_t got = 0
 */
-  __pyx_t_1 = (((unsigned PY_LONG_LONG)__pyx_v_n_in) * __pyx_v_self->out_rate);
+  __pyx_t_1 = ((struct __pyx_vtabstruct_11smartstream_9_resample_Resampler *)__pyx_v_self->__pyx_vtab)->out_len(__pyx_v_self, __pyx_v_n_in, 0); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 47, __pyx_L1_error)
+  __pyx_v_cap = __pyx_t_1;
 
-  if (unlikely(__pyx_v_self->in_rate == 0)) {
-    PyErr_SetString(PyExc_ZeroDivisionError, "integer division or modulo by zero");
-    __PYX_ERR(0, 38, __pyx_L1_error)
-  }
-  __pyx_v_n_out = ((uint32_t)((__pyx_t_1 / __pyx_v_self->in_rate) + 16));
-
-
-  /* "smartstream/_resample.pyx":39
+  /* "smartstream/_resample.pyx":48
  *         cdef uint32_t n_in = pcm.shape[0] // 2
- *         cdef uint32_t n_out = <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
- *         cdef uint32_t done_in = 0, got_out = 0, il, ol             # <<<<<<<<<<<<<<
- *         out = PyBytes_FromStringAndSize(NULL, n_out * 2)
- *         cdef int16_t *o = <int16_t *>PyBytes_AS_STRING(out)
+ *         cdef uint32_t cap = self.out_len(n_in)
+ *         out = PyBytes_FromStringAndSize(NULL, cap * 2)             # <<<<<<<<<<<<<<
+ *         cdef uint32_t got = 0
+ *         if n_in:
 */
-  __pyx_v_done_in = 0;
-  __pyx_v_got_out = 0;
-
-  /* "smartstream/_resample.pyx":40
- *         cdef uint32_t n_out = <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
- *         cdef uint32_t done_in = 0, got_out = 0, il, ol
- *         out = PyBytes_FromStringAndSize(NULL, n_out * 2)             # <<<<<<<<<<<<<<
- *         cdef int16_t *o = <int16_t *>PyBytes_AS_STRING(out)
- *         cdef const int16_t *i = <const int16_t *>&pcm[0] if n_in else NULL
-*/
-  __pyx_t_2 = PyBytes_FromStringAndSize(NULL, (__pyx_v_n_out * 2)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 40, __pyx_L1_error)
+  __pyx_t_2 = PyBytes_FromStringAndSize(NULL, (__pyx_v_cap * 2)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 48, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_v_out = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "smartstream/_resample.pyx":41
- *         cdef uint32_t done_in = 0, got_out = 0, il, ol
- *         out = PyBytes_FromStringAndSize(NULL, n_out * 2)
- *         cdef int16_t *o = <int16_t *>PyBytes_AS_STRING(out)             # <<<<<<<<<<<<<<
- *         cdef const int16_t *i = <const int16_t *>&pcm[0] if n_in else NULL
- *         with nogil:
+  /* "smartstream/_resample.pyx":49
+ *         cdef uint32_t cap = self.out_len(n_in)
+ *         out = PyBytes_FromStringAndSize(NULL, cap * 2)
+ *         cdef uint32_t got = 0             # <<<<<<<<<<<<<<
+ *         if n_in:
+ *             got = self.process(<const int16_t *>&pcm[0], n_in, <int16_t *>PyBytes_AS_STRING(out), cap)
 */
-  __pyx_v_o = ((int16_t *)PyBytes_AS_STRING(__pyx_v_out));
+  __pyx_v_got = 0;
 
-  /* "smartstream/_resample.pyx":42
- *         out = PyBytes_FromStringAndSize(NULL, n_out * 2)
- *         cdef int16_t *o = <int16_t *>PyBytes_AS_STRING(out)
- *         cdef const int16_t *i = <const int16_t *>&pcm[0] if n_in else NULL             # <<<<<<<<<<<<<<
- *         with nogil:
- *             while done_in < n_in and got_out < n_out:
+  /* "smartstream/_resample.pyx":50
+ *         out = PyBytes_FromStringAndSize(NULL, cap * 2)
+ *         cdef uint32_t got = 0
+ *         if n_in:             # <<<<<<<<<<<<<<
+ *             got = self.process(<const int16_t *>&pcm[0], n_in, <int16_t *>PyBytes_AS_STRING(out), cap)
+ *         return out[:got * 2]
 */
-  __pyx_t_4 = (__pyx_v_n_in != 0);
+  __pyx_t_3 = (__pyx_v_n_in != 0);
 
-  if (__pyx_t_4) {
-    __pyx_t_5 = 0;
-
-    __pyx_t_3 = ((int16_t const *)(&(*((unsigned char const  *) ( /* dim=0 */ ((char *) (((unsigned char const  *) __pyx_v_pcm.data) + __pyx_t_5)) )))));
-  } else {
-
-    __pyx_t_3 = NULL;
-  }
-
-  __pyx_v_i = __pyx_t_3;
-
-  /* "smartstream/_resample.pyx":43
- *         cdef int16_t *o = <int16_t *>PyBytes_AS_STRING(out)
- *         cdef const int16_t *i = <const int16_t *>&pcm[0] if n_in else NULL
- *         with nogil:             # <<<<<<<<<<<<<<
- *             while done_in < n_in and got_out < n_out:
- *                 il, ol = n_in - done_in, n_out - got_out
-*/
-  {
-      PyThreadState * _save;
-      _save = PyEval_SaveThread();
-      __Pyx_FastGIL_Remember();
-      /*try:*/ {
-
-        /* "smartstream/_resample.pyx":44
- *         cdef const int16_t *i = <const int16_t *>&pcm[0] if n_in else NULL
- *         with nogil:
- *             while done_in < n_in and got_out < n_out:             # <<<<<<<<<<<<<<
- *                 il, ol = n_in - done_in, n_out - got_out
- *                 sp.speex_resampler_process_int(self.st, 0, i + done_in, &il, o + got_out, &ol)
-*/
-        while (1) {
-          __pyx_t_6 = (__pyx_v_done_in < __pyx_v_n_in);
-
-          if (__pyx_t_6) {
-
-          } else {
-
-            __pyx_t_4 = __pyx_t_6;
-
-            goto __pyx_L8_bool_binop_done;
-          }
-          __pyx_t_6 = (__pyx_v_got_out < __pyx_v_n_out);
+  if (__pyx_t_3) {
 
 
-          __pyx_t_4 = __pyx_t_6;
-
-          __pyx_L8_bool_binop_done:;
-
-          if (!__pyx_t_4) break;
-
-          /* "smartstream/_resample.pyx":45
- *         with nogil:
- *             while done_in < n_in and got_out < n_out:
- *                 il, ol = n_in - done_in, n_out - got_out             # <<<<<<<<<<<<<<
- *                 sp.speex_resampler_process_int(self.st, 0, i + done_in, &il, o + got_out, &ol)
- *                 done_in += il
-*/
-          __pyx_t_7 = (__pyx_v_n_in - __pyx_v_done_in);
-
-          __pyx_t_8 = (__pyx_v_n_out - __pyx_v_got_out);
-
-          __pyx_v_il = __pyx_t_7;
-          __pyx_v_ol = __pyx_t_8;
-
-          /* "smartstream/_resample.pyx":46
- *             while done_in < n_in and got_out < n_out:
- *                 il, ol = n_in - done_in, n_out - got_out
- *                 sp.speex_resampler_process_int(self.st, 0, i + done_in, &il, o + got_out, &ol)             # <<<<<<<<<<<<<<
- *                 done_in += il
- *                 got_out += ol
-*/
-          (void)(speex_resampler_process_int(__pyx_v_self->st, 0, (__pyx_v_i + __pyx_v_done_in), (&__pyx_v_il), (__pyx_v_o + __pyx_v_got_out), (&__pyx_v_ol)));
-
-          /* "smartstream/_resample.pyx":47
- *                 il, ol = n_in - done_in, n_out - got_out
- *                 sp.speex_resampler_process_int(self.st, 0, i + done_in, &il, o + got_out, &ol)
- *                 done_in += il             # <<<<<<<<<<<<<<
- *                 got_out += ol
- *                 if il == 0 and ol == 0:
-*/
-          __pyx_v_done_in = (__pyx_v_done_in + __pyx_v_il);
-
-          /* "smartstream/_resample.pyx":48
- *                 sp.speex_resampler_process_int(self.st, 0, i + done_in, &il, o + got_out, &ol)
- *                 done_in += il
- *                 got_out += ol             # <<<<<<<<<<<<<<
- *                 if il == 0 and ol == 0:
- *                     break
-*/
-          __pyx_v_got_out = (__pyx_v_got_out + __pyx_v_ol);
-
-          /* "smartstream/_resample.pyx":49
- *                 done_in += il
- *                 got_out += ol
- *                 if il == 0 and ol == 0:             # <<<<<<<<<<<<<<
- *                     break
- *         return out[:got_out * 2]
-*/
-          __pyx_t_6 = (__pyx_v_il == 0);
-
-          if (__pyx_t_6) {
-
-          } else {
-
-            __pyx_t_4 = __pyx_t_6;
-
-            goto __pyx_L11_bool_binop_done;
-          }
-          __pyx_t_6 = (__pyx_v_ol == 0);
-
-
-          __pyx_t_4 = __pyx_t_6;
-
-          __pyx_L11_bool_binop_done:;
-          if (__pyx_t_4) {
-
-
-            /* "smartstream/_resample.pyx":50
- *                 got_out += ol
- *                 if il == 0 and ol == 0:
- *                     break             # <<<<<<<<<<<<<<
- *         return out[:got_out * 2]
+    /* "smartstream/_resample.pyx":51
+ *         cdef uint32_t got = 0
+ *         if n_in:
+ *             got = self.process(<const int16_t *>&pcm[0], n_in, <int16_t *>PyBytes_AS_STRING(out), cap)             # <<<<<<<<<<<<<<
+ *         return out[:got * 2]
  * 
 */
-            goto __pyx_L7_break;
+    __pyx_t_4 = 0;
+    __pyx_v_got = ((struct __pyx_vtabstruct_11smartstream_9_resample_Resampler *)__pyx_v_self->__pyx_vtab)->process(__pyx_v_self, ((int16_t const *)(&(*((unsigned char const  *) ( /* dim=0 */ ((char *) (((unsigned char const  *) __pyx_v_pcm.data) + __pyx_t_4)) ))))), __pyx_v_n_in, ((int16_t *)PyBytes_AS_STRING(__pyx_v_out)), __pyx_v_cap);
 
-            /* "smartstream/_resample.pyx":49
- *                 done_in += il
- *                 got_out += ol
- *                 if il == 0 and ol == 0:             # <<<<<<<<<<<<<<
- *                     break
- *         return out[:got_out * 2]
+    /* "smartstream/_resample.pyx":50
+ *         out = PyBytes_FromStringAndSize(NULL, cap * 2)
+ *         cdef uint32_t got = 0
+ *         if n_in:             # <<<<<<<<<<<<<<
+ *             got = self.process(<const int16_t *>&pcm[0], n_in, <int16_t *>PyBytes_AS_STRING(out), cap)
+ *         return out[:got * 2]
 */
-          }
-        }
-        __pyx_L7_break:;
-      }
-
-      /* "smartstream/_resample.pyx":43
- *         cdef int16_t *o = <int16_t *>PyBytes_AS_STRING(out)
- *         cdef const int16_t *i = <const int16_t *>&pcm[0] if n_in else NULL
- *         with nogil:             # <<<<<<<<<<<<<<
- *             while done_in < n_in and got_out < n_out:
- *                 il, ol = n_in - done_in, n_out - got_out
-*/
-      /*finally:*/ {
-        /*normal exit:*/{
-          __Pyx_FastGIL_Forget();
-          PyEval_RestoreThread(_save);
-          goto __pyx_L5;
-        }
-        __pyx_L5:;
-      }
   }
 
-  /* "smartstream/_resample.pyx":51
- *                 if il == 0 and ol == 0:
- *                     break
- *         return out[:got_out * 2]             # <<<<<<<<<<<<<<
+  /* "smartstream/_resample.pyx":52
+ *         if n_in:
+ *             got = self.process(<const int16_t *>&pcm[0], n_in, <int16_t *>PyBytes_AS_STRING(out), cap)
+ *         return out[:got * 2]             # <<<<<<<<<<<<<<
  * 
- *     @property
+ *     cpdef uint32_t out_len(self, uint32_t n_in):
 */
   if (unlikely(__pyx_v_out == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-    __PYX_ERR(0, 51, __pyx_L1_error)
+    __PYX_ERR(0, 52, __pyx_L1_error)
   }
-  __pyx_t_2 = PySequence_GetSlice(__pyx_v_out, 0, (__pyx_v_got_out * 2)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 51, __pyx_L1_error)
+  __pyx_t_2 = PySequence_GetSlice(__pyx_v_out, 0, (__pyx_v_got * 2)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 52, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject *__pyx_temp;
@@ -18792,8 +18831,8 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_4__call__(struct _
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "smartstream/_resample.pyx":35
- *             sp.speex_resampler_destroy(self.st)
+  /* "smartstream/_resample.pyx":44
+ *         return got_out
  * 
  *     def __call__(self, const unsigned char[::1] pcm):             # <<<<<<<<<<<<<<
  *         """Convert PCM16 bytes; the filter state carries over to the next call."""
@@ -18808,20 +18847,276 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_4__call__(struct _
   __pyx_L0:;
 
 
-
-
-
-
   __Pyx_XDECREF(__pyx_v_out);
-
 
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "smartstream/_resample.pyx":53
- *         return out[:got_out * 2]
+/* "smartstream/_resample.pyx":54
+ *         return out[:got * 2]
+ * 
+ *     cpdef uint32_t out_len(self, uint32_t n_in):             # <<<<<<<<<<<<<<
+ *         """Room enough for the output of n_in input samples."""
+ *         return <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
+*/
+
+static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_7out_len(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+static uint32_t __pyx_f_11smartstream_9_resample_9Resampler_out_len(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, uint32_t __pyx_v_n_in, int __pyx_skip_dispatch) {
+  uint32_t __pyx_r;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  PyObject *__pyx_t_3 = NULL;
+  PyObject *__pyx_t_4 = NULL;
+  PyObject *__pyx_t_5 = NULL;
+  size_t __pyx_t_6;
+  uint32_t __pyx_t_7;
+  unsigned PY_LONG_LONG __pyx_t_8;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("out_len", 0);
+  /* Check if called by wrapper */
+  if (unlikely(__pyx_skip_dispatch)) ;
+  /* Check if overridden in Python */
+  else if (
+  #if !CYTHON_USE_TYPE_SLOTS
+  unlikely(Py_TYPE(((PyObject *)__pyx_v_self)) != __pyx_mstate_global->__pyx_ptype_11smartstream_9_resample_Resampler &&
+  __Pyx_PyType_HasFeature(Py_TYPE(((PyObject *)__pyx_v_self)), Py_TPFLAGS_HAVE_GC))
+  #else
+  unlikely(Py_TYPE(((PyObject *)__pyx_v_self))->tp_dictoffset != 0 || __Pyx_PyType_HasFeature(Py_TYPE(((PyObject *)__pyx_v_self)), (Py_TPFLAGS_IS_ABSTRACT | Py_TPFLAGS_HEAPTYPE)))
+  #endif
+  ) {
+    #if CYTHON_USE_DICT_VERSIONS && CYTHON_USE_PYTYPE_LOOKUP && CYTHON_USE_TYPE_SLOTS
+    static PY_UINT64_T __pyx_tp_dict_version = __PYX_DICT_VERSION_INIT, __pyx_obj_dict_version = __PYX_DICT_VERSION_INIT;
+    if (unlikely(!__Pyx_object_dict_version_matches(((PyObject *)__pyx_v_self), __pyx_tp_dict_version, __pyx_obj_dict_version))) {
+      PY_UINT64_T __pyx_typedict_guard = __Pyx_get_tp_dict_version(((PyObject *)__pyx_v_self));
+      #endif
+      __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_v_self), __pyx_mstate_global->__pyx_n_u_out_len); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 54, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_1);
+      if (!__Pyx_IsSameCFunction(__pyx_t_1, (void(*)(void)) __pyx_pw_11smartstream_9_resample_9Resampler_7out_len)) {
+        __pyx_t_3 = NULL;
+        __Pyx_INCREF(__pyx_t_1);
+        __pyx_t_4 = __pyx_t_1; 
+        __pyx_t_5 = __Pyx_PyLong_From_uint32_t(__pyx_v_n_in); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 54, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __pyx_t_6 = 1;
+        #if CYTHON_UNPACK_METHODS
+        if (unlikely(PyMethod_Check(__pyx_t_4))) {
+          __pyx_t_3 = PyMethod_GET_SELF(__pyx_t_4);
+          assert(__pyx_t_3);
+          PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_4);
+          __Pyx_INCREF(__pyx_t_3);
+          __Pyx_INCREF(__pyx__function);
+          __Pyx_DECREF_SET(__pyx_t_4, __pyx__function);
+          __pyx_t_6 = 0;
+        }
+        #endif
+        {
+          PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_t_5};
+          __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+          __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
+          __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+          __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 54, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_2);
+        }
+        __pyx_t_7 = __Pyx_PyLong_As_uint32_t(__pyx_t_2); if (unlikely((__pyx_t_7 == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 54, __pyx_L1_error)
+        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+        {
+          __pyx_r = __pyx_t_7;
+        }
+        __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+        goto __pyx_L0;
+      }
+      #if CYTHON_USE_DICT_VERSIONS && CYTHON_USE_PYTYPE_LOOKUP && CYTHON_USE_TYPE_SLOTS
+      __pyx_tp_dict_version = __Pyx_get_tp_dict_version(((PyObject *)__pyx_v_self));
+      __pyx_obj_dict_version = __Pyx_get_object_dict_version(((PyObject *)__pyx_v_self));
+      if (unlikely(__pyx_typedict_guard != __pyx_tp_dict_version)) {
+        __pyx_tp_dict_version = __pyx_obj_dict_version = __PYX_DICT_VERSION_INIT;
+      }
+      #endif
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+      #if CYTHON_USE_DICT_VERSIONS && CYTHON_USE_PYTYPE_LOOKUP && CYTHON_USE_TYPE_SLOTS
+    }
+    #endif
+  }
+
+  /* "smartstream/_resample.pyx":56
+ *     cpdef uint32_t out_len(self, uint32_t n_in):
+ *         """Room enough for the output of n_in input samples."""
+ *         return <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)             # <<<<<<<<<<<<<<
+ * 
+ *     @property
+*/
+  __pyx_t_8 = (((unsigned PY_LONG_LONG)__pyx_v_n_in) * __pyx_v_self->out_rate);
+
+  if (unlikely(__pyx_v_self->in_rate == 0)) {
+    PyErr_SetString(PyExc_ZeroDivisionError, "integer division or modulo by zero");
+    __PYX_ERR(0, 56, __pyx_L1_error)
+  }
+  {
+
+    __pyx_r = ((uint32_t)((__pyx_t_8 / __pyx_v_self->in_rate) + 16));
+  }
+
+  goto __pyx_L0;
+
+  /* "smartstream/_resample.pyx":54
+ *         return out[:got * 2]
+ * 
+ *     cpdef uint32_t out_len(self, uint32_t n_in):             # <<<<<<<<<<<<<<
+ *         """Room enough for the output of n_in input samples."""
+ *         return <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_3);
+  __Pyx_XDECREF(__pyx_t_4);
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_AddTraceback("smartstream._resample.Resampler.out_len", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = 0;
+  __pyx_L0:;
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* Python wrapper */
+static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_7out_len(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_11smartstream_9_resample_9Resampler_6out_len, "Room enough for the output of n_in input samples.");
+static PyMethodDef __pyx_mdef_11smartstream_9_resample_9Resampler_7out_len = {"out_len", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11smartstream_9_resample_9Resampler_7out_len, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_11smartstream_9_resample_9Resampler_6out_len};
+static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_7out_len(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  uint32_t __pyx_v_n_in;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[1] = {0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("out_len (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_n_in,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 54, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 54, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "out_len", 0) < (0)) __PYX_ERR(0, 54, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("out_len", 1, 1, 1, i); __PYX_ERR(0, 54, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 1)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 54, __pyx_L3_error)
+    }
+    __pyx_v_n_in = __Pyx_PyLong_As_uint32_t(values[0]); if (unlikely((__pyx_v_n_in == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 54, __pyx_L3_error)
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("out_len", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 54, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("smartstream._resample.Resampler.out_len", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  __pyx_r = __pyx_pf_11smartstream_9_resample_9Resampler_6out_len(((struct __pyx_obj_11smartstream_9_resample_Resampler *)__pyx_v_self), __pyx_v_n_in);
+
+  /* function exit code */
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_6out_len(struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, uint32_t __pyx_v_n_in) {
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  uint32_t __pyx_t_1;
+  PyObject *__pyx_t_2 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("out_len", 0);
+  __pyx_t_1 = __pyx_f_11smartstream_9_resample_9Resampler_out_len(__pyx_v_self, __pyx_v_n_in, 1); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 54, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint32_t(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 54, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __pyx_r = __pyx_t_2;
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  __pyx_t_2 = 0;
+  goto __pyx_L0;
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_AddTraceback("smartstream._resample.Resampler.out_len", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "smartstream/_resample.pyx":58
+ *         return <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
  * 
  *     @property             # <<<<<<<<<<<<<<
  *     def delay_samples(self):
@@ -18852,12 +19147,12 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_13delay_samples___
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "smartstream/_resample.pyx":56
+  /* "smartstream/_resample.pyx":61
  *     def delay_samples(self):
  *         """Output samples the filter holds back."""
  *         return sp.speex_resampler_get_output_latency(self.st)             # <<<<<<<<<<<<<<
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int(speex_resampler_get_output_latency(__pyx_v_self->st)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int(speex_resampler_get_output_latency(__pyx_v_self->st)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 61, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -18870,8 +19165,8 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_13delay_samples___
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "smartstream/_resample.pyx":53
- *         return out[:got_out * 2]
+  /* "smartstream/_resample.pyx":58
+ *         return <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
  * 
  *     @property             # <<<<<<<<<<<<<<
  *     def delay_samples(self):
@@ -18889,12 +19184,12 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_13delay_samples___
   return __pyx_r;
 }
 
-/* "smartstream/_resample.pyx":19
+/* "smartstream/_resample.pxd":8
  * cdef class Resampler:
  *     cdef sp.SpeexResamplerState *st
  *     cdef readonly uint32_t in_rate, out_rate             # <<<<<<<<<<<<<<
- * 
- *     def __cinit__(self, uint32_t in_rate, uint32_t out_rate, int quality=QUALITY):
+ *     # C path: convert n_in samples into out (room for out_cap); returns samples written.
+ *     cdef uint32_t process(self, const int16_t *inp, uint32_t n_in, int16_t *out,
 */
 
 /* Python wrapper */
@@ -18928,7 +19223,7 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_7in_rate___get__(s
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = __Pyx_PyLong_From_uint32_t(__pyx_v_self->in_rate); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 19, __pyx_L4_error)
+        __pyx_t_2 = __Pyx_PyLong_From_uint32_t(__pyx_v_self->in_rate); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 8, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -19002,7 +19297,7 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_8out_rate___get__(
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = __Pyx_PyLong_From_uint32_t(__pyx_v_self->out_rate); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 19, __pyx_L4_error)
+        __pyx_t_2 = __Pyx_PyLong_From_uint32_t(__pyx_v_self->out_rate); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 8, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -19052,15 +19347,15 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_8out_rate___get__(
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_7__reduce_cython__(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_9__reduce_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-static PyMethodDef __pyx_mdef_11smartstream_9_resample_9Resampler_7__reduce_cython__ = {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11smartstream_9_resample_9Resampler_7__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
-static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_7__reduce_cython__(PyObject *__pyx_v_self, 
+static PyMethodDef __pyx_mdef_11smartstream_9_resample_9Resampler_9__reduce_cython__ = {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11smartstream_9_resample_9Resampler_9__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
+static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_9__reduce_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -19086,14 +19381,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("__reduce_cython__", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_11smartstream_9_resample_9Resampler_6__reduce_cython__(((struct __pyx_obj_11smartstream_9_resample_Resampler *)__pyx_v_self));
+  __pyx_r = __pyx_pf_11smartstream_9_resample_9Resampler_8__reduce_cython__(((struct __pyx_obj_11smartstream_9_resample_Resampler *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_6__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self) {
+static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_8__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
@@ -19133,15 +19428,15 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_6__reduce_cython__
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_9__setstate_cython__(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_11__setstate_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-static PyMethodDef __pyx_mdef_11smartstream_9_resample_9Resampler_9__setstate_cython__ = {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11smartstream_9_resample_9Resampler_9__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
-static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_9__setstate_cython__(PyObject *__pyx_v_self, 
+static PyMethodDef __pyx_mdef_11smartstream_9_resample_9Resampler_11__setstate_cython__ = {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11smartstream_9_resample_9Resampler_11__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0};
+static PyObject *__pyx_pw_11smartstream_9_resample_9Resampler_11__setstate_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -19207,7 +19502,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_11smartstream_9_resample_9Resampler_8__setstate_cython__(((struct __pyx_obj_11smartstream_9_resample_Resampler *)__pyx_v_self), __pyx_v___pyx_state);
+  __pyx_r = __pyx_pf_11smartstream_9_resample_9Resampler_10__setstate_cython__(((struct __pyx_obj_11smartstream_9_resample_Resampler *)__pyx_v_self), __pyx_v___pyx_state);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -19217,7 +19512,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_8__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state) {
+static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_10__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_11smartstream_9_resample_Resampler *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
@@ -19249,6 +19544,7 @@ static PyObject *__pyx_pf_11smartstream_9_resample_9Resampler_8__setstate_cython
   return __pyx_r;
 }
 /* #### Code section: module_exttypes ### */
+static struct __pyx_vtabstruct_11smartstream_9_resample_Resampler __pyx_vtable_11smartstream_9_resample_Resampler;
 
 static PyObject *__pyx_tp_new__initialisation_11smartstream_9_resample_Resampler(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
@@ -19257,6 +19553,8 @@ static PyObject *__pyx_tp_new__initialisation_11smartstream_9_resample_Resampler
     PyObject *a, PyObject *k
 #endif
 ) {
+  struct __pyx_obj_11smartstream_9_resample_Resampler *p = ((struct __pyx_obj_11smartstream_9_resample_Resampler *)o);
+  p->__pyx_vtab = __pyx_vtabptr_11smartstream_9_resample_Resampler;
   {
     int cinit_result = __pyx_pw_11smartstream_9_resample_9Resampler_1__cinit__(o, 
 #if CYTHON_VECTORCALL_TPNEW
@@ -19352,8 +19650,8 @@ static PyObject *__pyx_getprop_11smartstream_9_resample_9Resampler_out_rate(PyOb
 }
 
 static PyMethodDef __pyx_methods_11smartstream_9_resample_Resampler[] = {
-  {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11smartstream_9_resample_9Resampler_7__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
-  {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11smartstream_9_resample_9Resampler_9__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
+  {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11smartstream_9_resample_9Resampler_9__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
+  {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_11smartstream_9_resample_9Resampler_11__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
   {0, 0, 0, 0}
 };
 
@@ -20625,6 +20923,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_11smartstream_9_resample_Resampler(__
   CYTHON_UNUSED_VAR(__pyx_mstate);
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_11smartstream_9_resample_Resampler", 0);
   /*--- Exttype __pyx_obj_11smartstream_9_resample_Resampler ---*/
+  __pyx_vtabptr_11smartstream_9_resample_Resampler = &__pyx_vtable_11smartstream_9_resample_Resampler;
+  __pyx_vtable_11smartstream_9_resample_Resampler.process = (uint32_t (*)(struct __pyx_obj_11smartstream_9_resample_Resampler *, int16_t const *, uint32_t, int16_t *, uint32_t))__pyx_f_11smartstream_9_resample_9Resampler_process;
+  __pyx_vtable_11smartstream_9_resample_Resampler.out_len = (uint32_t (*)(struct __pyx_obj_11smartstream_9_resample_Resampler *, uint32_t, int __pyx_skip_dispatch))__pyx_f_11smartstream_9_resample_9Resampler_out_len;
   #if CYTHON_USE_TYPE_SPECS
   __pyx_mstate->__pyx_ptype_11smartstream_9_resample_Resampler = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_11smartstream_9_resample_Resampler_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_11smartstream_9_resample_Resampler)) __PYX_ERR(0, 17, __pyx_L1_error)
   #else
@@ -20653,6 +20954,7 @@ static int __Pyx_modinit_Exttype___pyx_obj_11smartstream_9_resample_Resampler(__
     }
   }
   #endif
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_11smartstream_9_resample_Resampler, __pyx_vtabptr_11smartstream_9_resample_Resampler) < (0)) __PYX_ERR(0, 17, __pyx_L1_error)
   if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_Resampler, (PyObject *) __pyx_mstate->__pyx_ptype_11smartstream_9_resample_Resampler) < (0)) __PYX_ERR(0, 17, __pyx_L1_error)
   if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_11smartstream_9_resample_Resampler) < (0)) __PYX_ERR(0, 17, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
@@ -20855,7 +21157,7 @@ static int __Pyx_modinit_Type_import_code(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   __Pyx_RefNannySetupContext("__Pyx_modinit_Type_import_code", 0);
   /*--- Type import code ---*/
-  __pyx_t_1 = PyImport_ImportModule(__Pyx_BUILTIN_MODULE_NAME); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 9, __pyx_L1_error)
+  __pyx_t_1 = PyImport_ImportModule(__Pyx_BUILTIN_MODULE_NAME); if (unlikely(!__pyx_t_1)) __PYX_ERR(3, 9, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_mstate->__pyx_ptype_7cpython_4type_type = __Pyx_ImportType_3_3_1(__pyx_t_1, __Pyx_BUILTIN_MODULE_NAME, "type",
   #if defined(PYPY_VERSION_NUM) && PYPY_VERSION_NUM < 0x050B0000
@@ -20865,7 +21167,7 @@ static int __Pyx_modinit_Type_import_code(__pyx_mstatetype *__pyx_mstate) {
   #else
   sizeof(PyHeapTypeObject), __PYX_GET_STRUCT_ALIGNMENT_3_3_1(PyHeapTypeObject),
   #endif
-  __Pyx_ImportType_CheckSize_Warn_3_3_1); if (!__pyx_mstate->__pyx_ptype_7cpython_4type_type) __PYX_ERR(2, 9, __pyx_L1_error)
+  __Pyx_ImportType_CheckSize_Warn_3_3_1); if (!__pyx_mstate->__pyx_ptype_7cpython_4type_type) __PYX_ERR(3, 9, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_RefNannyFinishContext();
   return 0;
@@ -21676,12 +21978,27 @@ __Pyx_RefNannySetupContext("PyInit__resample", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_pyx_unpickle_Enum, __pyx_t_4) < (0)) __PYX_ERR(1, 4, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
+  /* "smartstream/_resample.pyx":54
+ *         return out[:got * 2]
+ * 
+ *     cpdef uint32_t out_len(self, uint32_t n_in):             # <<<<<<<<<<<<<<
+ *         """Room enough for the output of n_in input samples."""
+ *         return <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
+*/
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11smartstream_9_resample_9Resampler_7out_len, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Resampler_out_len, NULL, __pyx_mstate_global->__pyx_n_u_smartstream__resample, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 54, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  #endif
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_11smartstream_9_resample_Resampler, __pyx_mstate_global->__pyx_n_u_out_len, __pyx_t_4) < (0)) __PYX_ERR(0, 54, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
   /* "(tree fragment)":1
  * def __reduce_cython__(self):             # <<<<<<<<<<<<<<
  *     raise TypeError, "no default __reduce__ due to non-trivial __cinit__"
  * def __setstate_cython__(self, __pyx_state):
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11smartstream_9_resample_9Resampler_7__reduce_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Resampler___reduce_cython, NULL, __pyx_mstate_global->__pyx_n_u_smartstream__resample, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 1, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11smartstream_9_resample_9Resampler_9__reduce_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Resampler___reduce_cython, NULL, __pyx_mstate_global->__pyx_n_u_smartstream__resample, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 1, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
@@ -21695,7 +22012,7 @@ __Pyx_RefNannySetupContext("PyInit__resample", 0);
  * def __setstate_cython__(self, __pyx_state):             # <<<<<<<<<<<<<<
  *     raise TypeError, "no default __reduce__ due to non-trivial __cinit__"
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11smartstream_9_resample_9Resampler_9__setstate_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Resampler___setstate_cython, NULL, __pyx_mstate_global->__pyx_n_u_smartstream__resample, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 3, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_11smartstream_9_resample_9Resampler_11__setstate_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Resampler___setstate_cython, NULL, __pyx_mstate_global->__pyx_n_u_smartstream__resample, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 3, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
@@ -21877,41 +22194,41 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{4},{6},{8},{13},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{15},{7},{6},{2},{9},{50},{6},{30},{37},{5},{8},{9},{27},{29},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{15},{18},{4},{1},{18},{5},{15},{6},{9},{5},{5},{6},{7},{2},{7},{5},{5},{8},{7},{4},{4},{4},{3},{8},{4},{3},{3},{7},{8},{4},{10},{5},{4},{21},{5},{4},{4},{6},{6},{6},{6},{1}};
-    const struct { const unsigned int length: 4; } bytes_length_index[] = {{1},{9}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{4},{6},{8},{13},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{15},{7},{6},{2},{9},{50},{6},{25},{30},{37},{5},{8},{9},{27},{29},{17},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{15},{18},{4},{1},{18},{5},{15},{6},{9},{5},{5},{6},{7},{2},{7},{5},{5},{8},{7},{4},{4},{4},{4},{3},{7},{8},{4},{3},{3},{7},{8},{4},{10},{5},{4},{21},{5},{4},{4},{6},{6},{6},{6},{1}};
+    const struct { const unsigned int length: 5; } bytes_length_index[] = {{1},{9},{30}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (722 bytes) */
-static const char cstring[] = "x\332}T\301\216\3346\014E\201\236\372\025\274M\213d\215\036r(\212`\213b\263\001\366\320t\233\000\271\n\262D{\324\225%G\224\246\343\236z\354\261\237\327\317\311\243=3\273m\202\030\260E\223\324\023\371H\212\256\256\211l\245\357\217\224\373\337\331\325k\312\255R\036\250\3304\362\267\2650\323P\3548q\252\337u?\322\313_x\312ey\037\370\017\365z\351r\252al\271\t\331\344\311\207\242 \377W\207t6H-\301\263\177\342L\271|\321\376_\335\305\363\372\247\033\233R\256dE\302\230\250f*l\375UNq\241i\r\362\200 \357\322\301\306\340i\312\236\237\023\037g\354\005\324\316\355\364\334\335\220KE\246\273\3474\002\352\354,{;3\216\"{\014Bore\252{\260t\263\324}N\004\235\347\030z.\2662N\323\370\200Z\324)\321\375\355\375\325\213\037^\254\321\026VN\205\244\365.\"P\026%\255o!V\240\327ef\351\350n\240%7J\214\270\220\305\014\277\247\033\352\236\023\tW\025h\267\346lk\310\311`{H\343\356DS8\260\356~m\243pg\2757\360c\227cT[N\322\331\336\371 \266\217\314I\277\243\013\262I>e$4\330\026+\031S\3307\307\306\220o+b\312\351\n\t\036\202\215\260\272\220B\205\0232\027j\353vu\2621f\007\035\331R\354B\336V\333}\306\272\021\253\314l5\225\356\347w7ww\2671\206Y\202\274e\261\323\034\271\\\204\356\022\217[\2717\346\251\t\254\010\310x4\276\343\017\215\223cm\317\356\261S\215\271_\216x_\241L\346\r\037\353[\036\2149Q\211T\221\226\222\375(\214\\C\345I\025^\367\340\031Zr\272\216\3473\361\204iF\377\2504\331\220\3265\373\026W[\262\323\266\352\361\306\314\010\300\355\331=H\233\266\277\023\212\212\332\010\233\324\322\034\334\003\020n\323\331\357P\225F\305\370\320l<\303\236\253\364\t?\027\005\037\365\007\024]B\221\047\241\177B\2351\250\250\346\022\304\270\\p\013\204\304\350\231s\355L\337\206\001\035/Kr!w\027\027\351\255\260s\021\242\001\007\230&\307\275u\017.\267T\375\232\031\020\267\313\005\245\301\0302R[G\207K\311e\210v\024\214\341d\353i\030\203\007\216\3321\353|\324:\310\366\371\2231\327:\324:\314\232\024\356\202\t\310\010d\365\237q\354\354P\223Y\231\nu)<\006\301`\n\307\001\t\237z|mBE\223\311\026\260\200kc\352\300\332\326W`E\225<K""\315xKs\025E\001r\233\321\325\214\013\242\261\034\177\375\353\253\177\277\376\346\357g\377\374\366\021LT\tC";
-    PyObject *data = __Pyx_DecompressString(cstring, 722, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (787 bytes) */
+static const char cstring[] = "x\332}T=\217\034E\020\025\222\003D\302\017 \251lA\366\215\t\034 d\0352\307!m\2009|\002\223\265z\272kf\233\353\351\036\367\3072\203\010\034:\364\317p\350\220\220\320\341\205\204\374\024^\315~x\301\026#\315tMW\325\353\252WUMg\347D\272\320\347\023\305\366\0276\345\234b-\024;J:\364\374iI\314\324%\335\017\034\312g\315\227\364\360;\036b\232\177r\374\253X=41\024\327\327X3\351`\311\272$ \377\335v\341\240\310%9\313\366\304\230b\372_\375\277\367\216\226\347_]\350\020b!\235\263\353\003\225H\211\265=\213\301\3174,An\021\344:l\265w\226\206h\371\036\3614\302\027P+\263\222sW]L\005\231\256\356Q\017\250\203q\336\350\221q\024\351\311ez\034\013S\331\200\245\213\271lb \354Y\366\256\345\244\013\3434\211\017\250I\214\002]]^\235=\370\342\301\022mb\3414S\256\255\361\010\224\263\220\326V\347\013\320\313<rnh\335\321\034+\005F\\\310b\204\335\251C\331p\240\314E\004Z-9\353\342bPpw\241_\355ir[\026\357o\265\317\334hk\025\354\330D\357E\027Cntk\254\313\272\365\314A\276\275qy\047\331\020\221P\247\253/\244Tb[\r+E\266.\210!\2063$\270u\332Ck\\p\005F\310\034Q\016:\025d\317z\270\017\277\254\207\321s3\316S]p\305[{\037\r\214I\247\244g\262\272\350\346=\332\035\343B\331\256\330\271yt}\261^_z\357\306\354\362\223=v:\n\3151P\263\024E\251S\025\350\312`\351}J\264\267\362\034\256\371Y\345`X\032\271y\333\323J]\315\023\336oPP\365\230\247\362\204;\245\366\244\203\024\020 ey+\364\\\\\341A6\254\370\340\351j0\262\366\207 \360\270aD\247\2114h\027\2265\332\352\027]\320\303n\225\343\225\002}\312l\330\334\344:\354\376\366(\"J\313\354\244\032Fgn\200p\031\016v\333\"\274\n\306\263\252\375\001\366P\317w\010;n\360$?\340\354\030J>\t\375\035.\225B\355%\027\227\225\211\t\204\272\300\350\256C1U[\273\016\263\221\347`\\l\216&\271\325\231\215\361\020\0258\300\334\031n\265\2711\261\206b\227\314\200\270\273\206P\032\014,#\265e\3108\245\230:\257\373\214\201\035t\331\217\255\263\300\021=n\005\236\244\016y\367\371\215q\003\310\370\313\330\007\234&\211\341\346\030\200\276o\000Y\304uD\004\243AyF!\315\2259q\3572\2469\263\357\220\373~0\226\006""\025\340\223\236o\216=\017\202d\223\307\\\"\336TMA}\200\\Gt<\343V\251\234\247\357\237\177\360\327\235\217^\334}\371\303\363G\177\177\370\361\213\337o?\271\377\252\276\376\372\265\375\343\356\237\327o\356\274Y\337\376\370\364\366\351\317\377\000\303\031,\234";
+    PyObject *data = __Pyx_DecompressString(cstring, 787, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (1017 bytes) */
-static const char cstring[] = "\377 ->  at \3770x objec\377t> out o\377f range(\377tree fra\377gment).:\377 <Memory\357View\"\001<co\377ntiguous\377 and dir\354A\001\007\rin\021\005str\357ided\"\010 or\315 \004\031><(\tA\006>?\377Cannot a\377ssign to\377 read-on\257ly m\240\002v\242\000I\377nvalid m\377ode, exp\334\341\000|\000\047c\047t\001\047f\367ort\347\000\047, g|H\000%\005shape\222\000\377 axis No\337te th\243 Cy\337thon \021\000de\377liberate\274k\000\320\001cter!\001n\377 PEP-484\366\212\"re\320!s su\267bcl\246\000es\327!b\337uilti\260\000yp\377es. If y\237ou ne\224 \303\000p\374\316\000%\tthen s\273et\200\000e \047\357\002a\377tion_typoing\047\355$iv\242\000\377o False.\357add_\231 eco\363ll\322@+\000s.ab\377cdisable{en\002\001gcis\004\003\377dno defa\377ult __re\377duce__ d\275uM\002non-\262@v\367ial\033\000cini9t\"\000\367\000s uD\002\367!\337alloc\213  a\377rray dat\303a.\013\020\323#\245a\202cs.\377ASCIIEll\377ipsisRes\277ampler\000\006.\232\207\006c\367\"__\017\t\223 s\365t\201@_\025\005Sequ\257ence\233\204\001.\240\204\007_\357_Pyx\001\000Dic\377t_NextRegf__\304$\350\000__\231B\373__\001\005getit\313em\r\001d0\001\027\000fu\303nc\035\001\030\000n\003+\000imyp\275`3\001main\003\002\357odulM\002nam\326\002\003ewT\001p~\000ch\037ecksuT\000\n\001?\004\360\025\001\307@\356 \037\001unpi\333ck?\000En \005vt<\260A\230\001qualO\005\236EL\217.\270Fex\314\001\266`_\203\005\370\246&\346\000\252.__tes\376\327@_is_cor?outine\261`\322E\377_buffera\177syncio.\032\006\377sbaseccl\372+\000_\201 trace\377backcoun\303td\325\002O\000\327\207\003\230@od\366\374`um\266\205\002erro\377rflagsfoormat\206\206\004id\311 \276\327\205\001index\204As~\000\002izemem\321\206\001\374\311\206\001\334!ndimob_jout_\207\206\001pt\000\353pc\221@p\246!ity\377register\177selfset\335\204\004\372\331\206\002sK\000smart\377stream._\361r\365d\316`\021\001epst=o\001\000ruct\222@\316\000\377updateva\377luesxO\200\001\177\330\004\n\210+\220Q";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 1017, 1346);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (1073 bytes) */
+static const char cstring[] = "\377 ->  at \3770x objec\377t> out o\377f range(\377tree fra\377gment).:\377 <Memory\357View\"\001<co\377ntiguous\377 and dir\354A\001\007\rin\021\005str\357ided\"\010 or\315 \004\031><(\tA\006>?\377Cannot a\377ssign to\377 read-on\257ly m\240\002v\242\000I\377nvalid m\377ode, exp\334\341\000|\000\047c\047t\001\047f\367ort\347\000\047, g|H\000%\005shape\222\000\377 axis No\337te th\243 Cy\337thon \021\000de\377liberate\274k\000\320\001cter!\001n\377 PEP-484\366\212\"re\320!s su\267bcl\246\000es\327!b\337uilti\260\000yp\377es. If y\237ou ne\224 \303\000p\374\316\000%\tthen s\273et\200\000e \047\357\002a\377tion_typoing\047\355$iv\242\000\377o False.\357add_\231 eco\363ll\322@+\000s.ab\377cdisable{en\002\001gcis\004\003\377dno defa\377ult __re\377duce__ d\275uM\002non-\262@v\367ial\033\000cini\361t\"\000\367\000\324\000mart\336\317@eam/5\000sa\377mple.pyx\371u]\002\220Aalloc\376\244  array \037data.\013\020\354#\276a\376\233cs.ASCII\377Ellipsis\253ReV\003r\000\006.\240\006cf\220B__\017\t\254 st\232@\375_\013\017out_le\377nSequenc\365e\305\204\001.\312\204\007__Py\375x\001\000Dict_N\377extRef__l\356$\222 __\303B__\001\005\177getitem\r\001yd0\001\027\000func\035\0018\030\000\177\003+\000imp\347`3\001\357main\003\002odu\335lM\002nam\002\003ew\374T\001\274 _check\003suT\000\n\001?\004\025\001\361@\230@~\037\001unpick?\000\233En \005vt\332A\230\001q\207ualO\005\310E\240.\342Fe\tx\314\001\340`_\203\005\267&\346\000\273.\337__tes\201`_i\377s_corout\347ine\333`\343E_bu\377fferasyn\357cio.\032\006sba_seccl+\000_\201 \377tracebac\177kcountd\325\002xO\000\201\210\003\230@odee\330\000\376\340\205\002errorfl\377agsforma\315t\260\206\004id\311 \201\206\001in\327dex\204As\000\002izOemem\373\206\001\363\206\001nk\000\376\340!ndimobjh\372D\204a\274\206\001p\177\000pc\234@\375p\261!ityreg\377isterselOfset\222\205\004\216\207\002sV\000\305s\352\204\007.\353\204\006\352`\205\205\001ep\367sto\001\000ruct\374\235@\331\000update\377valuesxO\377\200\001\330\004\n\210+\220\377Q\200A\340\010""\017\210|\377\320\033/\250u\260B\260\377d\270+\300S\310\004\310\177I\320UW\320WX";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 1073, 1429);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (1346 bytes) */
-static const char bytes[] = " ->  at 0x object> out of range(tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__rates unable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisResamplerResampler.__reduce_cython__Resampler.__setstate_cython__SequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesbaseccline_in_tracebackcountdtype_is_objectencodeenumerateerrorflagsformatfortranidin_rateindexitemsitemsizememviewmodenamendimobjout_ratepackpcmpopqualityregisterselfsetdefaultshapesizesmartstream._resamplestartstepstopstructunpackupdatevaluesxO\200\001\330\004\n\210+\220Q";
+    #else /* compression: none (1429 bytes) */
+static const char bytes[] = " ->  at 0x object> out of range(tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__rates smartstream/_resample.pyxunable to allocate array data.unable to allocate shape and strides.ASCIIEllipsisResamplerResampler.__reduce_cython__Resampler.__setstate_cython__Resampler.out_lenSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesbaseccline_in_tracebackcountdtype_is_objectencodeenumerateerrorflagsformatfortranidin_rateindexitemsitemsizememviewmoden_innamendimobjout_lenout_ratepackpcmpopqualityregisterselfsetdefaultshapesizesmartstream._resamplestartstepstopstructunpackupdatevaluesxO\200\001\330\004\n\210+\220Q\200A\340\010\017\210|\320\033/\250u\260B\260d\270+\300S\310\004\310I\320UW\320WX";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 105; i++) {
+    for (int i = 0; i < 109; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 29) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 30) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -21919,8 +22236,8 @@ static const char bytes[] = " ->  at 0x object> out of range(tree fragment).: <M
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 105; i < 107; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-105].length;
+    for (int i = 109; i < 112; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-109].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -21930,15 +22247,15 @@ static const char bytes[] = " ->  at 0x object> out of range(tree fragment).: <M
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 107; i++) {
+    for (Py_ssize_t i = 0; i < 112; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 105;
-      for (Py_ssize_t i=0; i<2; ++i) {
+      PyObject **table = stringtab + 109;
+      for (Py_ssize_t i=0; i<3; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -22005,7 +22322,7 @@ typedef struct {
     unsigned int num_kwonly_args : 1;
     unsigned int nlocals : 2;
     unsigned int flags : 10;
-    unsigned int first_line : 2;
+    unsigned int first_line : 6;
 } __Pyx_PyCode_New_function_description;
 #ifdef __cplusplus
 } /* anonymous namespace */
@@ -22025,14 +22342,19 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 54};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_n_in};
+    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_smartstream__resample_pyx, __pyx_mstate->__pyx_n_u_out_len, __pyx_mstate->__pyx_kp_b_iso88591_A_uBd_S_IUWWX, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
+  }
+  {
     const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 1};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_reduce_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_reduce_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 3};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_pyx_state};
-    __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;
@@ -25914,6 +26236,154 @@ static int __Pyx_PyType_Ready(PyTypeObject *t) {
 #endif
 }
 
+/* GetVTable (used by MergeVTables) */
+static int __Pyx_GetVtable(PyTypeObject *type, void** table) {
+    void* ptr;
+    *table = NULL;
+#if CYTHON_COMPILING_IN_LIMITED_API
+    PyObject *ob = PyObject_GetAttr((PyObject *)type, __pyx_mstate_global->__pyx_n_u_pyx_vtable);
+#else
+    PyObject *ob = PyObject_GetItem(type->tp_dict, __pyx_mstate_global->__pyx_n_u_pyx_vtable);
+#endif
+    if (!ob)
+        goto no_attr;
+    ptr = PyCapsule_GetPointer(ob, 0);
+    if (!ptr && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "invalid vtable found for imported type");
+    Py_DECREF(ob);
+    *table = ptr;
+    return 1;
+no_attr:
+    if (PyErr_ExceptionMatches(CYTHON_COMPILING_IN_LIMITED_API ? PyExc_AttributeError : PyExc_KeyError)) {
+        return 0;
+    }
+    Py_XDECREF(ob);
+    return -1;
+}
+
+/* MergeVTables (used by SetVTable) */
+static int __Pyx_MergeVtables(PyTypeObject *type) {
+    int i=0;
+    Py_ssize_t size;
+    void** base_vtables;
+    void* unknown = (void*)-1;
+    PyObject* bases = __Pyx_PyType_GetSlot(type, tp_bases, PyObject*);
+    int base_depth = 0;
+    {
+        PyTypeObject* base = __Pyx_PyType_GetSlot(type, tp_base, PyTypeObject*);
+        while (base) {
+            base_depth += 1;
+            base = __Pyx_PyType_TryGetSlot(base, tp_base, PyTypeObject*);
+        }
+    }
+    base_vtables = (void**) PyMem_Malloc(sizeof(void*) * (size_t)(base_depth + 1));
+    if (unlikely(!base_vtables)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    base_vtables[0] = unknown;
+#if CYTHON_COMPILING_IN_LIMITED_API
+    size = PyTuple_Size(bases);
+    if (size < 0) goto other_failure;
+#else
+    size = PyTuple_GET_SIZE(bases);
+#endif
+    for (i = 1; i < size; i++) {
+        PyObject *basei;
+        void* base_vtable;
+#if CYTHON_AVOID_BORROWED_REFS
+        basei = PySequence_GetItem(bases, i);
+        if (unlikely(!basei)) goto other_failure;
+#elif !CYTHON_ASSUME_SAFE_MACROS
+        basei = PyTuple_GetItem(bases, i);
+        if (unlikely(!basei)) goto other_failure;
+#else
+        basei = PyTuple_GET_ITEM(bases, i);
+#endif
+        int get_vtable_result = __Pyx_GetVtable((PyTypeObject*)basei, &base_vtable);
+#if CYTHON_AVOID_BORROWED_REFS
+        Py_DECREF(basei);
+#endif
+        if (get_vtable_result != 1) {
+            if (get_vtable_result == -1) {
+                goto other_failure;
+            }
+            PyErr_Clear(); // Class doesn't have a vtable.
+        } else {
+            assert(base_vtable != NULL);
+            int j;
+            PyTypeObject* base = __Pyx_PyType_TryGetSlot(type, tp_base, PyTypeObject*);
+#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
+            if (!base) goto bad;
+#endif
+            for (j = 0; j < base_depth; j++) {
+                if (base_vtables[j] == unknown) {
+                    switch (__Pyx_GetVtable(base, &base_vtables[j])) {
+                        case 1:
+                            assert(base_vtables[j] == NULL);
+                            break;
+                        case 0:
+                            goto bad;
+                        case -1:
+                        default:
+                            goto other_failure;
+                    }
+                    base_vtables[j + 1] = unknown;
+                }
+                if (base_vtables[j] == base_vtable) {
+                    break;
+                }
+                base = __Pyx_PyType_TryGetSlot(base, tp_base, PyTypeObject*);
+#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
+                if (!base) goto bad;
+#endif
+            }
+        }
+    }
+    PyMem_Free(base_vtables);
+    return 0;
+bad:
+    {
+        PyTypeObject* tp_base = __Pyx_PyType_GetSlot(type, tp_base, PyTypeObject*);
+        PyTypeObject* basei;
+#if CYTHON_AVOID_BORROWED_REFS
+        basei = (PyTypeObject*)PySequence_GetItem(bases, i);
+        if (unlikely(!basei)) goto other_failure;
+#elif !CYTHON_ASSUME_SAFE_MACROS
+        basei = (PyTypeObject*)PyTuple_GetItem(bases, i);
+        if (unlikely(!basei)) goto other_failure;
+#else
+        basei = (PyTypeObject*)PyTuple_GET_ITEM(bases, i);
+#endif
+    __Pyx_RaiseTypeErrorWithTypes(
+        "multiple bases have vtable conflict: '" __Pyx_FMT_TYPENAME "' and '" __Pyx_FMT_TYPENAME "'", tp_base, basei);
+#if CYTHON_AVOID_BORROWED_REFS
+        Py_DECREF(basei);
+#endif
+    }
+other_failure:
+    PyMem_Free(base_vtables);
+    return -1;
+}
+
+/* SetVTable */
+static int __Pyx_SetVtable(PyTypeObject *type, void *vtable) {
+    PyObject *ob = PyCapsule_New(vtable, 0, 0);
+    if (unlikely(!ob))
+        goto bad;
+#if CYTHON_COMPILING_IN_LIMITED_API
+    if (unlikely(PyObject_SetAttr((PyObject *) type, __pyx_mstate_global->__pyx_n_u_pyx_vtable, ob) < 0))
+#else
+    if (unlikely(PyDict_SetItem(type->tp_dict, __pyx_mstate_global->__pyx_n_u_pyx_vtable, ob) < 0))
+#endif
+        goto bad;
+    Py_DECREF(ob);
+    return __Pyx_MergeVtables(type);
+bad:
+    Py_XDECREF(ob);
+    return -1;
+}
+
 /* LimitedApiGetTypeTypeDict (used by DelItemOnTypeDict) */
 #if CYTHON_COMPILING_IN_LIMITED_API
 static PyObject *__Pyx_GetTypeTypeDict(PyTypeObject *tp) {
@@ -26116,154 +26586,6 @@ int __Pyx_ApplySequenceOrMappingFlag(PyTypeObject *tp, int is_sequence) {
     );
 }
 #endif
-
-/* GetVTable (used by MergeVTables) */
-static int __Pyx_GetVtable(PyTypeObject *type, void** table) {
-    void* ptr;
-    *table = NULL;
-#if CYTHON_COMPILING_IN_LIMITED_API
-    PyObject *ob = PyObject_GetAttr((PyObject *)type, __pyx_mstate_global->__pyx_n_u_pyx_vtable);
-#else
-    PyObject *ob = PyObject_GetItem(type->tp_dict, __pyx_mstate_global->__pyx_n_u_pyx_vtable);
-#endif
-    if (!ob)
-        goto no_attr;
-    ptr = PyCapsule_GetPointer(ob, 0);
-    if (!ptr && !PyErr_Occurred())
-        PyErr_SetString(PyExc_RuntimeError, "invalid vtable found for imported type");
-    Py_DECREF(ob);
-    *table = ptr;
-    return 1;
-no_attr:
-    if (PyErr_ExceptionMatches(CYTHON_COMPILING_IN_LIMITED_API ? PyExc_AttributeError : PyExc_KeyError)) {
-        return 0;
-    }
-    Py_XDECREF(ob);
-    return -1;
-}
-
-/* MergeVTables (used by SetVTable) */
-static int __Pyx_MergeVtables(PyTypeObject *type) {
-    int i=0;
-    Py_ssize_t size;
-    void** base_vtables;
-    void* unknown = (void*)-1;
-    PyObject* bases = __Pyx_PyType_GetSlot(type, tp_bases, PyObject*);
-    int base_depth = 0;
-    {
-        PyTypeObject* base = __Pyx_PyType_GetSlot(type, tp_base, PyTypeObject*);
-        while (base) {
-            base_depth += 1;
-            base = __Pyx_PyType_TryGetSlot(base, tp_base, PyTypeObject*);
-        }
-    }
-    base_vtables = (void**) PyMem_Malloc(sizeof(void*) * (size_t)(base_depth + 1));
-    if (unlikely(!base_vtables)) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    base_vtables[0] = unknown;
-#if CYTHON_COMPILING_IN_LIMITED_API
-    size = PyTuple_Size(bases);
-    if (size < 0) goto other_failure;
-#else
-    size = PyTuple_GET_SIZE(bases);
-#endif
-    for (i = 1; i < size; i++) {
-        PyObject *basei;
-        void* base_vtable;
-#if CYTHON_AVOID_BORROWED_REFS
-        basei = PySequence_GetItem(bases, i);
-        if (unlikely(!basei)) goto other_failure;
-#elif !CYTHON_ASSUME_SAFE_MACROS
-        basei = PyTuple_GetItem(bases, i);
-        if (unlikely(!basei)) goto other_failure;
-#else
-        basei = PyTuple_GET_ITEM(bases, i);
-#endif
-        int get_vtable_result = __Pyx_GetVtable((PyTypeObject*)basei, &base_vtable);
-#if CYTHON_AVOID_BORROWED_REFS
-        Py_DECREF(basei);
-#endif
-        if (get_vtable_result != 1) {
-            if (get_vtable_result == -1) {
-                goto other_failure;
-            }
-            PyErr_Clear(); // Class doesn't have a vtable.
-        } else {
-            assert(base_vtable != NULL);
-            int j;
-            PyTypeObject* base = __Pyx_PyType_TryGetSlot(type, tp_base, PyTypeObject*);
-#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
-            if (!base) goto bad;
-#endif
-            for (j = 0; j < base_depth; j++) {
-                if (base_vtables[j] == unknown) {
-                    switch (__Pyx_GetVtable(base, &base_vtables[j])) {
-                        case 1:
-                            assert(base_vtables[j] == NULL);
-                            break;
-                        case 0:
-                            goto bad;
-                        case -1:
-                        default:
-                            goto other_failure;
-                    }
-                    base_vtables[j + 1] = unknown;
-                }
-                if (base_vtables[j] == base_vtable) {
-                    break;
-                }
-                base = __Pyx_PyType_TryGetSlot(base, tp_base, PyTypeObject*);
-#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
-                if (!base) goto bad;
-#endif
-            }
-        }
-    }
-    PyMem_Free(base_vtables);
-    return 0;
-bad:
-    {
-        PyTypeObject* tp_base = __Pyx_PyType_GetSlot(type, tp_base, PyTypeObject*);
-        PyTypeObject* basei;
-#if CYTHON_AVOID_BORROWED_REFS
-        basei = (PyTypeObject*)PySequence_GetItem(bases, i);
-        if (unlikely(!basei)) goto other_failure;
-#elif !CYTHON_ASSUME_SAFE_MACROS
-        basei = (PyTypeObject*)PyTuple_GetItem(bases, i);
-        if (unlikely(!basei)) goto other_failure;
-#else
-        basei = (PyTypeObject*)PyTuple_GET_ITEM(bases, i);
-#endif
-    __Pyx_RaiseTypeErrorWithTypes(
-        "multiple bases have vtable conflict: '" __Pyx_FMT_TYPENAME "' and '" __Pyx_FMT_TYPENAME "'", tp_base, basei);
-#if CYTHON_AVOID_BORROWED_REFS
-        Py_DECREF(basei);
-#endif
-    }
-other_failure:
-    PyMem_Free(base_vtables);
-    return -1;
-}
-
-/* SetVTable */
-static int __Pyx_SetVtable(PyTypeObject *type, void *vtable) {
-    PyObject *ob = PyCapsule_New(vtable, 0, 0);
-    if (unlikely(!ob))
-        goto bad;
-#if CYTHON_COMPILING_IN_LIMITED_API
-    if (unlikely(PyObject_SetAttr((PyObject *) type, __pyx_mstate_global->__pyx_n_u_pyx_vtable, ob) < 0))
-#else
-    if (unlikely(PyDict_SetItem(type->tp_dict, __pyx_mstate_global->__pyx_n_u_pyx_vtable, ob) < 0))
-#endif
-        goto bad;
-    Py_DECREF(ob);
-    return __Pyx_MergeVtables(type);
-bad:
-    Py_XDECREF(ob);
-    return -1;
-}
 
 /* TypeImport */
 #ifndef __PYX_HAVE_RT_ImportType_3_3_1
@@ -29915,85 +30237,6 @@ static PyObject *__Pyx_Object_VectorcallMethodKwds(PyObject *name, PyObject *con
 #endif
 
 /* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const int neg_one = (int) -1, const_zero = (int) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(int) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(int) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(int) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(int),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
-    }
-}
-
-/* CIntToPy */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint32_t(uint32_t value) {
 #ifdef __Pyx_HAS_GCC_DIAGNOSTIC
 #pragma GCC diagnostic push
@@ -30038,6 +30281,85 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint32_t(uint32_t value) {
         PyObject *result = NULL, *kwds = NULL;
         PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
         py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(uint32_t));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const int neg_one = (int) -1, const_zero = (int) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(int) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(int) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(int) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(int),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int));
         if (!py_bytes) goto limited_bad;
         from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
         if (!from_bytes_str) goto limited_bad;

@@ -15,9 +15,6 @@ DEF QUALITY = 4   # speex's VoIP setting: ~2 µs per 20 ms frame here
 
 
 cdef class Resampler:
-    cdef sp.SpeexResamplerState *st
-    cdef readonly uint32_t in_rate, out_rate
-
     def __cinit__(self, uint32_t in_rate, uint32_t out_rate, int quality=QUALITY):
         cdef int err = 0
         if not (1000 <= in_rate <= 192000 and 1000 <= out_rate <= 192000):
@@ -32,23 +29,31 @@ cdef class Resampler:
         if self.st != NULL:
             sp.speex_resampler_destroy(self.st)
 
+    cdef uint32_t process(self, const int16_t *inp, uint32_t n_in, int16_t *out,
+                          uint32_t out_cap) noexcept nogil:
+        cdef uint32_t done_in = 0, got_out = 0, il, ol
+        while done_in < n_in and got_out < out_cap:
+            il, ol = n_in - done_in, out_cap - got_out
+            sp.speex_resampler_process_int(self.st, 0, inp + done_in, &il, out + got_out, &ol)
+            done_in += il
+            got_out += ol
+            if il == 0 and ol == 0:
+                break
+        return got_out
+
     def __call__(self, const unsigned char[::1] pcm):
         """Convert PCM16 bytes; the filter state carries over to the next call."""
         cdef uint32_t n_in = pcm.shape[0] // 2
-        cdef uint32_t n_out = <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
-        cdef uint32_t done_in = 0, got_out = 0, il, ol
-        out = PyBytes_FromStringAndSize(NULL, n_out * 2)
-        cdef int16_t *o = <int16_t *>PyBytes_AS_STRING(out)
-        cdef const int16_t *i = <const int16_t *>&pcm[0] if n_in else NULL
-        with nogil:
-            while done_in < n_in and got_out < n_out:
-                il, ol = n_in - done_in, n_out - got_out
-                sp.speex_resampler_process_int(self.st, 0, i + done_in, &il, o + got_out, &ol)
-                done_in += il
-                got_out += ol
-                if il == 0 and ol == 0:
-                    break
-        return out[:got_out * 2]
+        cdef uint32_t cap = self.out_len(n_in)
+        out = PyBytes_FromStringAndSize(NULL, cap * 2)
+        cdef uint32_t got = 0
+        if n_in:
+            got = self.process(<const int16_t *>&pcm[0], n_in, <int16_t *>PyBytes_AS_STRING(out), cap)
+        return out[:got * 2]
+
+    cpdef uint32_t out_len(self, uint32_t n_in):
+        """Room enough for the output of n_in input samples."""
+        return <uint32_t>((<unsigned long long>n_in * self.out_rate) // self.in_rate + 16)
 
     @property
     def delay_samples(self):

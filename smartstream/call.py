@@ -18,7 +18,7 @@ from google.protobuf import json_format, struct_pb2
 from . import _ring
 from .playout import Playout
 from .target import TargetError, parse_target
-from .uplink import Uplink
+from ._uplink import Uplink
 from .v1 import smartstream_pb2 as pb
 
 log = logging.getLogger("smartstream.call")
@@ -78,6 +78,7 @@ class Call:
             self.stream.send(msg)
         self._pending_control.clear()
         self.state = "streaming"
+        self.uplink.live = True
         self._down_since = None
         self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_STREAMING)
         self.log.info("stream %s to %s", "resumed" if self.resumed else "started", target)
@@ -102,6 +103,7 @@ class Call:
         if self.state in ("ended", "failed"):
             return
         self.stream = None
+        self.uplink.live = False
         if code == "OK":
             self.fail("AI server closed the stream")
         elif code in RETRYABLE and self._may_retry():
@@ -128,14 +130,13 @@ class Call:
         """The call is over for us: StreamEnd last, then half-close."""
         if self.state in ("ended", "failed"):
             return
-        lost = self.uplink.unsent()
         if self.stream is not None:
             self.stream.send(pb.GatewayMessage(end=pb.StreamEnd(reason=reason, detail=detail)))
             self.stream.finish()
             self.stream = None
-        elif lost:
-            self.log.warning("call ended while the stream was down: %d frames never sent", lost)
-        self.uplink.dropped += lost if self.state == "retrying" else 0
+        elif self.state == "retrying":
+            self.log.warning("call ended while the stream was down: %d frames may not have "
+                             "reached the AI server", len(self.uplink.replay()))
         self.state = "ended"
         self.end_reason = reason
 
@@ -146,6 +147,7 @@ class Call:
             self.stream.cancel(reason)
             self.stream = None
         self.state = "failed"
+        self.uplink.live = False
         self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_FAILED)
         self.post(_ring.CTL_ERROR, reason.encode()[:_ring.CTL_MSG_MAX])
 
@@ -160,12 +162,12 @@ class Call:
 
     def on_frame(self, track: int, seq: int, ts_ns: int, pcm: bytes) -> bool:
         """Returns whether the frame went out now (else it waits in the window)."""
-        live = self.state == "streaming"
-        pcm = self.uplink.push(track, seq, ts_ns, pcm, live)
-        if live:
+        pcm = self.uplink.push(track, seq, ts_ns, pcm)
+        if self.uplink.live:
             self.stream.send_audio(TRACK_PB[track], seq, ts_ns, pcm)
             self.frames_sent += 1
-        return live
+            return True
+        return False
 
     def on_control(self, type_: int, data: bytes) -> None:
         msg = self._control_message(type_, data)

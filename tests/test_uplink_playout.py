@@ -7,7 +7,7 @@ import pytest
 
 from smartstream import _ring
 from smartstream.playout import Playout
-from smartstream.uplink import Uplink
+from smartstream._uplink import Uplink
 
 from .harness import pool_path
 
@@ -30,22 +30,37 @@ def frame(i):
     return bytes([i % 256]) * FRAME
 
 
-def test_window_keeps_the_last_bound_and_counts_unsent_drops():
-    up = Uplink(RATE, RATE, [_ring.TRACK_IN], bound_ms=100)   # 5 frames
-    for i in range(3):
-        up.push(_ring.TRACK_IN, i, 0, frame(i), sent=True)
-    for i in range(3, 10):
-        up.push(_ring.TRACK_IN, i, 0, frame(i), sent=False)
-    assert up.dropped == 2                     # frames 3 and 4 left unsent
+def test_window_keeps_the_last_bound_and_counts_drops_while_down():
+    up = Uplink(RATE, RATE, [_ring.TRACK_IN], 100)   # 5 frames
+    up.live = True
+    for i in range(7):
+        assert up.push(_ring.TRACK_IN, i, 1000 + i, frame(i)) == frame(i)
+    assert up.dropped == 0                     # trimmed while live: they were sent
+    up.live = False
+    for i in range(7, 10):
+        up.push(_ring.TRACK_IN, i, 1000 + i, frame(i))
+    assert up.dropped == 3                     # frames 2..4 left while the stream was down
     assert up.first_seq(_ring.TRACK_IN) == 5
-    assert [(seq, pcm) for _, seq, _, pcm in up.replay()] == [(i, frame(i)) for i in range(5, 10)]
-    assert up.unsent() == 0
+    assert up.replay() == [(_ring.TRACK_IN, i, 1000 + i, frame(i)) for i in range(5, 10)]
+    assert up.replay() == up.replay()          # replay does not consume
+
+
+def test_window_wraps_and_keeps_tracks_apart():
+    up = Uplink(RATE, RATE, [_ring.TRACK_IN, _ring.TRACK_OUT], 2000)
+    for i in range(5000):
+        up.push(i % 2, i // 2, i, frame(i)[: 2 + 2 * (i % 300)])
+    frames = up.replay()
+    held = sum(len(f[3]) for f in frames)
+    assert held <= 2 * 2000 * RATE * 2 // 1000 < held + FRAME
+    assert [f[1] for f in frames if f[0] == 0] == list(range(frames[0][1], 2500))
+    assert up.first_seq(_ring.TRACK_OUT) == [f[1] for f in frames if f[0] == 1][0]
 
 
 def test_window_resamples_when_asked():
-    up = Uplink(8000, 16000, [_ring.TRACK_IN], bound_ms=2000)
-    out = b"".join(up.push(_ring.TRACK_IN, i, 0, bytes(320), True) for i in range(50))
-    assert 2 * 50 * 320 - 640 <= len(out) <= 2 * 50 * 320
+    up = Uplink(8000, 16000, [_ring.TRACK_IN], 2000)
+    outs = [up.push(_ring.TRACK_IN, i, 0, bytes(320)) for i in range(50)]
+    assert all(len(o) == 640 for o in outs[1:])   # one frame in, one frame out
+    assert 50 * 640 - 160 <= sum(map(len, outs)) <= 50 * 640
 
 
 def test_playout_tops_up_only_the_lead_and_marks_wait_for_playout(slot):

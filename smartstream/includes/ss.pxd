@@ -82,6 +82,8 @@ cdef extern from "ss_ring.h" nogil:
                      const void *payload, uint32_t len, int drop_oldest)
     long ss_rec_drain(const ss_ringv *v, uint8_t *out, size_t out_cap, uint32_t max_recs,
                       uint32_t *nrecs, uint64_t *lost)
+    int ss_rec_next(const ss_ringv *v, uint64_t *pos, ss_rec *hdr, const uint8_t **payload)
+    int ss_rec_pop(const ss_ringv *v, ss_rec *hdr)
     uint32_t ss_byte_write(const ss_ringv *v, const void *src, uint32_t len)
     uint32_t ss_byte_read(const ss_ringv *v, void *dst, uint32_t len)
     uint64_t ss_byte_clear(const ss_ringv *v)
