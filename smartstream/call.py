@@ -49,7 +49,7 @@ class Call:
         self.out_rate = info["requested_rate"] or info["channel_rate"]
         self.uplink = Uplink(info["channel_rate"], self.out_rate, self.tracks, cfg.resume_bound_ms)
         self.playout = Playout(gateway.pool, self.slot, self.gen, info["channel_rate"],
-                               cfg.prebuffer_ms, cfg.max_tts_queue_ms)
+                               cfg.prebuffer_ms, cfg.max_tts_queue_ms, gateway.metrics.ai_to_playout)
         self.resumed = resumed
         self.state = "connecting"
         self.stream = None
@@ -59,6 +59,7 @@ class Call:
         self._down_since = None
         self.frames_sent = self.frames_received = 0
         self.reconnects = 0
+        self.seen_overruns = self.seen_underruns = 0   # module counters already in the metrics
         self.end_reason = None
 
     # -- stream life cycle -------------------------------------------------
@@ -115,6 +116,7 @@ class Call:
             self.reconnects += 1
             self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_RETRYING)
             self.gw.metrics.stream_error(code)
+            self.gw.metrics.reconnects.labels(code).inc()
             self.log.warning("stream broke (%s: %s); retrying in %d ms", code, detail,
                              (self._retry_at - time.monotonic()) * 1000)
         else:

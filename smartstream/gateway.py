@@ -20,6 +20,7 @@ from .v1 import smartstream_pb2 as pb
 
 log = logging.getLogger("smartstream.gateway")
 
+COUNTER_EVERY = 50   # ticks between reads of the module's ring counters (1 s at 20 ms)
 RING_ERRORS = {_ring.E_CORRUPT: "ring_corrupt", _ring.E_STALE: "slot_reused", _ring.E_BUSY: "ring_busy"}
 
 
@@ -74,6 +75,19 @@ class Gateway:
         await self.transport.close()
         self.pool.close()
 
+    def status(self) -> list[dict]:
+        """One row per live stream, for `smartstreamctl status`."""
+        rows = []
+        for call in self.calls.values():
+            c = self.pool.counters(call.slot)
+            rows.append(dict(
+                uuid=call.uuid, slot=call.slot, target=call.info["target"], state=call.state,
+                frames_out=call.frames_sent, frames_in=call.frames_received,
+                dropped=c["up_in_dropped"] + c["up_out_dropped"] + call.uplink.dropped,
+                reconnects=call.reconnects, rate=call.out_rate,
+                tts_queued_ms=call.playout.queued_bytes * 1000 // (2 * call.playout.rate)))
+        return rows
+
     # -- one tick ----------------------------------------------------------------
 
     def tick(self) -> None:
@@ -97,6 +111,8 @@ class Gateway:
             call.tick(now)
         self.transport.flush()
         self.ticks += 1
+        if self.ticks % COUNTER_EVERY == 0:
+            self._collect_ring_counters()
 
     def _drain(self, now: int) -> None:
         batch = self._batch
@@ -119,6 +135,15 @@ class Gateway:
         self.metrics.frames_sent.inc(frames)
         self.metrics.bytes_sent.inc(sent)
         self._ring_errors(batch)
+
+    def _collect_ring_counters(self) -> None:
+        """Fold what the module counted in shared memory into the metrics."""
+        for call in self.calls.values():
+            c = self.pool.counters(call.slot)
+            over, under = c["up_in_dropped"] + c["up_out_dropped"], c["down_underruns"]
+            self.metrics.ring_overruns.inc(over - call.seen_overruns)
+            self.metrics.ring_underruns.inc(under - call.seen_underruns)
+            call.seen_overruns, call.seen_underruns = over, under
 
     def _ring_errors(self, batch) -> None:
         for slot, code, lost in batch.errors:
@@ -144,6 +169,7 @@ class Gateway:
 
     def _close_call(self, call: Call, reason: int, detail: str) -> None:
         call.end(reason, detail)
+        self._collect_ring_counters()
         self.metrics.dropped("resume_overflow", call.uplink.dropped)
         self.metrics.active_streams.dec()
         del self.calls[call.slot]

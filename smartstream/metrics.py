@@ -18,6 +18,15 @@ class Metrics:
                              ["reason"], registry=r)
         self.stream_errors = Counter("smartstream_stream_errors_total", "Streams broken, by gRPC status",
                                      ["code"], registry=r)
+        self.reconnects = Counter("smartstream_reconnects_total", "Stream resumes, by the gRPC status that broke it",
+                                  ["code"], registry=r)
+        self.ring_overruns = Counter("smartstream_ring_overruns_total",
+                                     "Frames the module dropped because an uplink ring was full", registry=r)
+        self.ring_underruns = Counter("smartstream_ring_underruns_total",
+                                      "TTS frames the module found short", registry=r)
+        self.ai_to_playout = Histogram("smartstream_ai_to_playout_seconds",
+                                       "AI server audio arriving to the module playing its last byte",
+                                       buckets=LATENCY_BUCKETS + (2.0, 5.0, 10.0), registry=r)
         self.tick_lateness = Histogram("smartstream_tick_lateness_seconds", "How late a tick started",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.hook_to_send = Histogram("smartstream_hook_to_send_seconds",

@@ -17,7 +17,7 @@ from ._resample import Resampler
 
 class Playout:
     def __init__(self, pool, slot: int, gen: int, channel_rate: int, prebuffer_ms: int,
-                 max_queue_ms: int):
+                 max_queue_ms: int, latency=None):
         self._pool, self._slot, self._gen = pool, slot, gen
         self.rate = channel_rate
         self._lead = prebuffer_ms * channel_rate * 2 // 1000
@@ -27,6 +27,8 @@ class Playout:
         self._written = head + used         # ring position of the next byte we write
         self._queue = bytearray()
         self._marks: deque = deque()        # (position, name)
+        self._arrivals: deque = deque()     # (position of a message's last byte, arrival ns)
+        self._latency = latency             # a Histogram, or None
         self._pending_since = None           # first audio after silence, for the prebuffer
         self._resample: dict[int, Resampler] = {}
         self.dropped_bytes = 0               # over max_queue_ms: counted, never silent
@@ -41,9 +43,12 @@ class Playout:
         if len(pcm) > room:
             self.dropped_bytes += len(pcm) - max(room, 0)
             pcm = pcm[:max(room, 0) & ~1]
+        now = time.monotonic_ns()
         if pcm and self._pending_since is None and not self._queue:
-            self._pending_since = time.monotonic_ns()
+            self._pending_since = now
         self._queue += pcm
+        if self._latency is not None and pcm:
+            self._arrivals.append((self._written + len(self._queue), now))
 
     def add_mark(self, name: str) -> None:
         self._marks.append((self._written + len(self._queue), name))
@@ -55,6 +60,7 @@ class Playout:
         self._pending_since = None
         cleared = [name for _, name in self._marks]
         self._marks.clear()
+        self._arrivals.clear()
         return dropped * 1000 // (2 * self.rate), cleared
 
     def tick(self, now_ns: int) -> list[str]:
@@ -69,6 +75,8 @@ class Playout:
                 del self._queue[:n]
                 self._written += n
                 self._pending_since = None
+        while self._arrivals and self._arrivals[0][0] <= head:
+            self._latency.observe((now_ns - self._arrivals.popleft()[1]) / 1e9)
         reached = []
         while self._marks and self._marks[0][0] <= head:
             reached.append(self._marks.popleft()[1])
