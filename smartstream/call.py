@@ -7,6 +7,7 @@ the Call keeps the call going, retries with backoff and resumes.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -31,6 +32,7 @@ AI_RATES = {8000, 16000, 24000, 48000}
 MAX_AUDIO_BYTES = 1 << 20          # one Audio message: ~11 s at 48 kHz
 MAX_NAME = 256
 PENDING_CONTROL_MAX = 256          # control messages kept while the stream is down
+END_GRACE_S = 1.0                  # a server told StreamEnd gets this long to finish the RPC
 TRACK_PB = {_ring.TRACK_IN: pb.TRACK_INBOUND, _ring.TRACK_OUT: pb.TRACK_OUTBOUND}
 
 
@@ -82,7 +84,7 @@ class Call:
         self.uplink.live = True
         self._down_since = None
         self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_STREAMING)
-        self.log.info("stream %s to %s", "resumed" if self.resumed else "started", target)
+        self.log.info("opening %s stream to %s", "resumed" if self.resumed else "new", target)
 
     def _start_message(self) -> pb.StreamStart:
         info = self.info
@@ -142,11 +144,17 @@ class Call:
         self.state = "ended"
         self.end_reason = reason
 
-    def fail(self, reason: str) -> None:
-        """Give up on the stream; the call itself goes on untouched."""
+    def fail(self, reason: str, end: pb.StreamEnd | None = None) -> None:
+        """Give up on the stream; the call itself goes on untouched. With end, the
+        server is told why (StreamEnd, half-close) and gets END_GRACE_S to finish."""
         self.log.error("stream to %s stopped: %s", self.info["target"], reason)
         if self.stream is not None:
-            self.stream.cancel(reason)
+            if end is None:
+                self.stream.cancel(reason)
+            else:
+                self.stream.send(pb.GatewayMessage(end=end))
+                self.stream.finish()
+                asyncio.get_running_loop().call_later(END_GRACE_S, self.stream.cancel, reason)
             self.stream = None
         self.state = "failed"
         self.uplink.live = False
@@ -216,10 +224,8 @@ class Call:
             self._handle(msg)
         except ProtocolError as e:
             self.gw.metrics.stream_error("PROTOCOL")
-            if self.stream is not None:
-                self.stream.send(pb.GatewayMessage(end=pb.StreamEnd(
-                    reason=pb.StreamEnd.REASON_ERROR, detail=f"protocol error: {e}")))
-            self.fail(f"AI server broke the protocol: {e}")
+            self.fail(f"AI server broke the protocol: {e}", pb.StreamEnd(
+                reason=pb.StreamEnd.REASON_ERROR, detail=f"protocol error: {e}"))
 
     def _handle(self, msg: pb.ServerMessage) -> None:
         kind = msg.WhichOneof("msg")

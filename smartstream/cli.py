@@ -10,6 +10,15 @@ import sys
 from .config import Config
 
 
+class CallFormatter(logging.Formatter):
+    """Every line about a call carries its uuid (Call logs with extra={"uuid": ...})."""
+
+    def format(self, record):
+        uuid = getattr(record, "uuid", None)
+        record.call = f"uuid={uuid} " if uuid else ""
+        return super().format(record)
+
+
 def _config_from_args(args) -> Config:
     cfg = Config()
     for name in ("pool_path", "pool_slots", "cadence_ms", "resume_bound_ms", "transport", "log_level"):
@@ -51,8 +60,10 @@ def main(argv=None) -> int:
     demo.add_argument("--calls", type=int, default=3)
     demo.add_argument("--seconds", type=int, default=10)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(CallFormatter("%(asctime)s %(levelname)s %(name)s %(call)s%(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    logging.getLogger("grpc").setLevel(logging.WARNING)   # its DEBUG is per-call internals
     cfg = _config_from_args(args)
     if args.cmd == "demo":
         from .demo import run_demo

@@ -213,6 +213,7 @@ async def test_unreachable_and_malformed_targets_leave_other_calls_alone(daemon,
     assert dead_summary["frames_written"] == ok_summary["frames_written"]
     assert "send_payload rejected" in dead.messages("error", "dead-0000")[0]["data"]
     [rec] = server.streams["ok-0000"]
+    await asyncio.wait_for(rec.done.wait(), 5)
     assert len(rec.frames()) == ok_summary["frames_written"]
     log = d.log()
     assert "retrying" in log and "dead-0000" in log
@@ -227,6 +228,7 @@ async def test_misbehaving_server_gets_its_stream_closed(daemon, pool, server, t
                     "--uuid-prefix", "mb").start()
     summary = await sim.wait()
     bad, good = server.streams["mb-0000"][0], server.streams["mb-0001"][0]
+    await asyncio.wait_for(good.done.wait(), 5)
     assert bad.messages[-1].end.reason == pb.StreamEnd.REASON_ERROR
     assert "sample_rate 12345" in bad.messages[-1].end.detail
     assert "sample_rate 12345" in sim.messages("error", "mb-0000")[0]["data"]
@@ -244,4 +246,5 @@ async def test_200_concurrent_calls_lose_no_frame(daemon, pool, server, tmp_path
     assert summary["dropped"] == 0
     for i in range(200):
         [rec] = server.streams[f"load-{i:04d}"]
+        await asyncio.wait_for(rec.done.wait(), 10)
         assert [f.sequence for f in rec.frames()] == list(range(per_call))
