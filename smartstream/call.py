@@ -116,6 +116,7 @@ class Call:
             self._retry_at = time.monotonic() + self._retry_ms * random.uniform(0.8, 1.2) / 1000
             self._retry_ms = min(self._retry_ms * 2, self.gw.config.retry_max_ms)
             self.reconnects += 1
+            self.gw.wake(self)
             self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_RETRYING)
             self.gw.metrics.stream_error(code)
             self.gw.metrics.reconnects.labels(code).inc()
@@ -220,6 +221,7 @@ class Call:
     def on_message(self, msg: pb.ServerMessage) -> None:
         if self.state in ("ended", "failed"):
             return
+        self.gw.wake(self)
         try:
             self._handle(msg)
         except ProtocolError as e:
@@ -269,10 +271,13 @@ class Call:
 
     # -- every tick ------------------------------------------------------------
 
-    def tick(self, now_ns: int) -> None:
+    def tick(self, now_ns: int) -> bool:
+        """Pace TTS, report marks, retry when due. Returns whether the call
+        needs the next tick too."""
         for name in self.playout.tick(now_ns):
             if self.stream is not None:
                 self.stream.send(pb.GatewayMessage(mark=pb.MarkReached(name=name)))
             self.post(_ring.CTL_MARK, name.encode())
         if self.state == "retrying" and time.monotonic() >= self._retry_at:
             self.connect()
+        return self.playout.busy or self.state == "retrying"

@@ -32,6 +32,7 @@ class Gateway:
         self.pool = _ring.Pool.open(config.pool_path, config.pool_slots, config.pool_mode)
         self.transport = transport or make_transport(config)
         self.calls: dict[int, Call] = {}
+        self._busy: set[Call] = set()   # calls with TTS to pace or a retry due: ticked
         self._batch = _ring.Batch()
         self._task: asyncio.Task | None = None
         self.ticks = 0
@@ -75,6 +76,10 @@ class Gateway:
         await self.transport.close()
         self.pool.close()
 
+    def wake(self, call: Call) -> None:
+        """The call has something to do on the next ticks."""
+        self._busy.add(call)
+
     def status(self) -> list[dict]:
         """One row per live stream, for `smartstreamctl status`."""
         rows = []
@@ -107,8 +112,9 @@ class Gateway:
                 self._close_call(call, pb.StreamEnd.REASON_ERROR, "slot taken by another call")
             elif state == _ring.SLOT_CLOSING:
                 self._close_call(call, pb.StreamEnd.REASON_HANGUP, "")
-        for call in list(self.calls.values()):
-            call.tick(now)
+        for call in list(self._busy):
+            if not call.tick(now) or call.slot not in self.calls:
+                self._busy.discard(call)
         self.transport.flush()
         self.ticks += 1
         if self.ticks % COUNTER_EVERY == 0:
@@ -173,6 +179,7 @@ class Gateway:
         self.metrics.dropped("resume_overflow", call.uplink.dropped)
         self.metrics.active_streams.dec()
         del self.calls[call.slot]
+        self._busy.discard(call)
         try:
             self.pool.free_slot(call.slot, call.gen)
         except _ring.SlotError:

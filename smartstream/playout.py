@@ -83,5 +83,10 @@ class Playout:
         return reached
 
     @property
+    def busy(self) -> bool:
+        """Anything left to pace, or to watch playout for."""
+        return bool(self._queue or self._marks or self._arrivals)
+
+    @property
     def queued_bytes(self) -> int:
         return len(self._queue)
