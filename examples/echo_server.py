@@ -118,7 +118,8 @@ class EchoServicer(pb_grpc.AIStreamServicer):
 
 
 async def serve(listen, delay_ms):
-    server = grpc.aio.server()
+    # No SO_REUSEPORT: a second server on a busy port fails instead of sharing it.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     pb_grpc.add_AIStreamServicer_to_server(EchoServicer(delay_ms / 1000), server)
     server.add_insecure_port(listen)
     await server.start()
@@ -128,7 +129,11 @@ async def serve(listen, delay_ms):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await server.stop(grace=5)  # let open calls finish for up to 5 s, then cancel them
+    await server.stop(grace=5)  # open calls get 5 s to end, then are cancelled
+    # grpc may still be finishing cancelled calls in its own tasks; let them end
+    # instead of having asyncio.run() cancel them (grpc would log a traceback).
+    if rest := asyncio.all_tasks() - {asyncio.current_task()}:
+        await asyncio.wait(rest, timeout=1)
 
 
 def main():
