@@ -42,6 +42,8 @@ exts = [
               libraries=["speexdsp"], extra_compile_args=CFLAGS),
     Extension("smartstream._uplink", ["smartstream/_uplink.pyx", "csrc/ss_ring.c"],
               include_dirs=["csrc"], libraries=["speexdsp"], extra_compile_args=CFLAGS),
+    Extension("smartstream._h2", ["smartstream/_h2.pyx"], libraries=["nghttp2"],
+              extra_compile_args=CFLAGS),
 ]
 
 setup(

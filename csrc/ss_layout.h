@@ -57,7 +57,10 @@
 /* Slot life cycle. Only the transitions below are legal:
  *   FREE -> CLAIMED -> ACTIVE      module: claim, fill header, publish
  *   ACTIVE -> CLOSING              module: stop or hangup
- *   CLOSING -> FREE                daemon: after StreamEnd (module: if no daemon) */
+ *   CLOSING -> FREE                daemon: after StreamEnd
+ * A call that ends while no daemon runs stays CLOSING until the next daemon
+ * attaches: it delivers the frames left in the rings and StreamEnd, then frees
+ * the slot. New calls need a live daemon, so CLOSING slots never pile up. */
 enum ss_slot_state {
     SS_SLOT_FREE = 0,
     SS_SLOT_CLAIMED = 1,

@@ -225,6 +225,7 @@ uint32_t ss_byte_write(const ss_ringv *v, const void *src, uint32_t len)
 uint32_t ss_byte_read(const ss_ringv *v, void *dst, uint32_t len)
 {
     ss_ring *r = v->r;
+    len &= ~1u; /* whole samples: an odd request filled to its last whole sample is no underrun */
     for (int tries = 0; tries < SS_COMMIT_TRIES; tries++) {
         uint64_t h = atomic_load_explicit(&r->head, ACQ);
         uint64_t t = atomic_load_explicit(&r->tail, ACQ);

@@ -95,6 +95,9 @@ int ss_stream_write(ss_stream *s, unsigned track, uint64_t ts_ns, const int16_t 
 {
     if (track >= SS_TRACKS)
         return SS_E_ARG;
+    /* A safety net: one relaxed load of a line this thread reads anyway. */
+    if (atomic_load_explicit(&s->slot->hdr.generation, memory_order_relaxed) != s->gen)
+        return SS_E_STALE;
     return ss_rec_write(&s->rings.up[track], SS_REC_AUDIO, (uint16_t)track, ts_ns, pcm,
                         samples * 2u, 1);
 }
@@ -117,6 +120,7 @@ long ss_stream_take(ss_stream *s, uint16_t *type, char *buf, size_t cap)
     _Alignas(8) uint8_t rec[SS_REC_HDR + SS_CTL_MSG_MAX];
     uint32_t n;
     uint64_t lost;
+    *type = SS_REC_PAD;
     if (cap <= SS_CTL_MSG_MAX)
         return SS_E_ARG;
     long got = ss_rec_drain(&s->rings.ctl_out, rec, sizeof rec, 1, &n, &lost);

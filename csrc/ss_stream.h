@@ -37,7 +37,8 @@ typedef struct ss_stream {
  * SS_E_NODAEMON, SS_E_NOSLOT or SS_E_ARG (reason in err). */
 int ss_stream_open(ss_pool *p, const ss_call *c, ss_stream *out, char *err, size_t errlen);
 
-/* One decoded frame of PCM16 mono. Never blocks: a full ring drops its oldest frame. */
+/* One decoded frame of PCM16 mono. Never blocks: a full ring drops its oldest
+ * frame. SS_E_STALE if the slot no longer belongs to this call. */
 int ss_stream_write(ss_stream *s, unsigned track, uint64_t ts_ns, const int16_t *pcm,
                     uint32_t samples);
 
@@ -50,7 +51,9 @@ uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples);
 int ss_stream_post(ss_stream *s, uint16_t type, const void *data, uint32_t len);
 
 /* Next control message from the daemon: returns its length (buf gets it,
- * NUL-terminated; cap must exceed SS_CTL_MSG_MAX), 0 if none, or an ss_err. */
+ * NUL-terminated; cap must exceed SS_CTL_MSG_MAX) with *type set, or an
+ * ss_err. With no message it returns 0 and sets *type to 0 (SS_REC_PAD): an
+ * empty message still has a nonzero type. */
 long ss_stream_take(ss_stream *s, uint16_t *type, char *buf, size_t cap);
 
 /* The call is over (stop, hangup, unload): hand the slot back to the daemon,

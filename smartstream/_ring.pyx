@@ -29,6 +29,7 @@ LINK_NONE, LINK_CONNECTING, LINK_STREAMING, LINK_RETRYING, LINK_FAILED = (
     ss.SS_LINK_FAILED)
 TRACK_IN, TRACK_OUT = ss.SS_TRACK_IN, ss.SS_TRACK_OUT
 TRACKS_IN, TRACKS_OUT = 1 << ss.SS_TRACK_IN, 1 << ss.SS_TRACK_OUT
+SLOT_F_TLS = ss.SS_SLOT_F_TLS
 REC_AUDIO = ss.SS_REC_AUDIO
 CTL_PAYLOAD, CTL_DTMF = ss.SS_CTL_PAYLOAD, ss.SS_CTL_DTMF
 CTL_HANGUP, CTL_TRANSFER, CTL_EVENT, CTL_MARK, CTL_ERROR = (
@@ -492,7 +493,7 @@ cdef class ModuleStream:
         n = ss.ss_stream_take(&self.st, &type, &v[0], len(buf))
         if n < 0:
             raise_rc(n, "take control")
-        return (type, bytes(buf[:n])) if n else None
+        return (type, bytes(buf[:n])) if type else None
 
     def close(self):
         if self.open_:

@@ -73,7 +73,8 @@ class Call:
             self.fail(str(e))
             return
         self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_CONNECTING)
-        self.stream = self.gw.transport.open_stream(target, self)
+        self.stream = self.gw.transport.open_stream(
+            target, self, tls=bool(self.info["flags"] & _ring.SLOT_F_TLS))
         self.stream.send(pb.GatewayMessage(start=self._start_message()))
         for track, seq, ts, pcm in self.uplink.replay():
             self.stream.send_audio(TRACK_PB[track], seq, ts, pcm)

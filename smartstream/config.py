@@ -12,7 +12,8 @@ class TargetSettings:
     cert_file: str | None = None        # client certificate for mTLS
     key_file: str | None = None
     server_name: str | None = None      # TLS name override
-    token: str | None = None            # sent as "authorization: Bearer <token>"; never logged
+    # sent as "authorization: Bearer <token>"; never logged (repr=False keeps it out of reprs)
+    token: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Config:
     pool_path: str = "/dev/shm/smartstream.pool"
     pool_slots: int = 256
     pool_mode: int = 0o660
+    pool_group: str = ""                # group of the pool file ("": the daemon's own)
     cadence_ms: float = 20.0            # one drain of every ring per tick
     resume_bound_ms: int = 2000         # audio kept for a stream that is down
     prebuffer_ms: int = 60              # TTS kept in the downlink ring ahead of playout
@@ -33,6 +35,11 @@ class Config:
     transport: str = "grpcio"
     targets: dict[str, TargetSettings] = field(default_factory=dict)
     log_level: str = "INFO"
+    log_format: str = "text"            # text | json
+    admin_listen: str = "127.0.0.1:9464"    # /metrics /status /health: localhost unless configured
+    event_socket_host: str = "127.0.0.1"    # FreeSWITCH's mod_event_socket, for smartstreamctl
+    event_socket_port: int = 8021
+    event_socket_password: str = field(default="ClueCon", repr=False)
 
     def target_settings(self, target: str) -> TargetSettings:
         return self.targets.get(target) or TargetSettings()

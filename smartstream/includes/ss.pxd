@@ -13,6 +13,7 @@ cdef extern from "ss_layout.h" nogil:
     uint32_t SS_REC_HDR
     uint64_t SS_HEARTBEAT_STALE_NS
     int SS_UUID_MAX, SS_TARGET_MAX, SS_NUMBER_MAX, SS_CODEC_MAX, SS_META_MAX
+    uint32_t SS_SLOT_F_TLS
 
     enum:
         SS_SLOT_FREE, SS_SLOT_CLAIMED, SS_SLOT_ACTIVE, SS_SLOT_CLOSING

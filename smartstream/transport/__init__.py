@@ -44,7 +44,9 @@ class Stream(abc.ABC):
 
 class Transport(abc.ABC):
     @abc.abstractmethod
-    def open_stream(self, target: Target, handler: StreamHandler) -> Stream: ...
+    def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:
+        """tls: the call asked for TLS (uuid_ai_stream ... tls=true), whatever
+        the target's settings say."""
 
     def flush(self) -> None:
         """End of a tick."""

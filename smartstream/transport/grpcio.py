@@ -7,6 +7,7 @@ silently: the next stream opens a new connection instead of queueing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import grpc
@@ -123,11 +124,13 @@ class GrpcioStream(Stream):
 class GrpcioTransport(Transport):
     def __init__(self, config: Config):
         self.config = config
-        self._channels: dict[str, list[_Channel]] = {}
+        self._channels: dict[tuple[str, bool], list[_Channel]] = {}
 
-    def open_stream(self, target: Target, handler: StreamHandler) -> Stream:
+    def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:
         ts = self.config.target_settings(target.authority)
-        chans = self._channels.setdefault(target.authority, [])
+        if tls and not ts.tls:
+            ts = dataclasses.replace(ts, tls=True)
+        chans = self._channels.setdefault((target.authority, ts.tls), [])
         ch = next((c for c in chans if c.streams < self.config.streams_per_channel), None)
         if ch is None:
             ch = _Channel(self.config, target, ts)
