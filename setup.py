@@ -44,6 +44,8 @@ exts = [
               include_dirs=["csrc"], libraries=["speexdsp"], extra_compile_args=CFLAGS),
     Extension("smartstream._h2", ["smartstream/_h2.pyx"], libraries=["nghttp2"],
               extra_compile_args=CFLAGS),
+    Extension("smartstream._router", ["smartstream/_router.pyx"], include_dirs=["csrc"],
+              extra_compile_args=CFLAGS),
 ]
 
 setup(

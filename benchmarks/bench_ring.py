@@ -1,26 +1,28 @@
 """The shared-memory rings, per frame: what the module's write costs (C,
-ss_stream_write, measured through ModuleStream.write) and what the daemon's
-drain costs (Pool.drain over 1, 100 and 1000 active slots, one 640-byte
-frame each, i.e. 20 ms of 16 kHz audio).
+ss_stream_write) and what the daemon's drain costs (Pool.drain over 1, 100
+and 1000 active slots, one 640-byte frame each, i.e. 20 ms of 16 kHz audio).
 
     python3 -m pytest benchmarks/bench_ring.py
 
 Per-frame nanoseconds are in each benchmark's extra_info (--benchmark-json)
 and in a table at the end of the run.
 
-The write is called from Python, so its timing includes the call into
-Cython and taking a buffer of the bytes. Two baselines bound that: a no-op
-Python function with the same arguments, and ModuleStream.write of an empty
-frame (the whole path but the 640-byte copy). The C cost of a frame is the
-write minus the no-op; the copy alone is the write minus the empty write.
+The write is measured twice. In C: a small driver compiled here from the
+csrc/ sources calls ss_stream_write N times in a loop, called through ctypes
+once per round (one ctypes call per N frames). And from Python, through
+ModuleStream.write, whose timing includes the call into Cython and taking a
+buffer of the bytes; two baselines bound that: a no-op Python function with
+the same arguments, and ModuleStream.write of an empty frame (the whole path
+but the 640-byte copy).
 """
+import ctypes
 import os
+import subprocess
 import time
 import uuid
 
 import pytest
 
-from smartstream import _ring
 from smartstream._ring import Batch, ModuleStream, Pool
 
 FRAME = os.urandom(640)
@@ -82,6 +84,71 @@ def loop_ns(fn, frame, rounds=200):
     return sorted(times)[len(times) // 2]
 
 
+CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
+DRIVER = r"""
+#include <string.h>
+#include "ss_daemon.h"
+#include "ss_stream.h"
+static ss_pool pool;
+static ss_stream st;
+static int16_t pcm[320];
+static uint8_t out[256 * 1024];
+int bench_open(const char *path) {
+    char err[256]; int re;
+    ss_call c = {.uuid = "bench", .target = "127.0.0.1:1", .channel_rate = 16000,
+                 .tracks = SS_TRACKS_MASK_IN};
+    memset(pcm, 0x5a, sizeof pcm);
+    if (ss_daemon_open(path, 1, 0600, &pool, &re, err, sizeof err)) return -1;
+    return ss_stream_open(&pool, &c, &st, err, sizeof err);
+}
+void bench_write(int n) {                      /* the module's hot path */
+    for (int i = 0; i < n; i++)
+        ss_stream_write(&st, SS_TRACK_IN, (uint64_t)i, pcm, 320);
+}
+void bench_drain(void) {
+    uint32_t nrecs; uint64_t lost;
+    while (ss_rec_drain(&st.rings.up[SS_TRACK_IN], out, sizeof out, 0xffffffffu, &nrecs, &lost) > 0)
+        ;
+}
+unsigned long long bench_dropped(void) { return st.slot->up[SS_TRACK_IN].dropped; }
+void bench_close(void) { ss_pool_detach(&pool); }
+"""
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    d = tmp_path_factory.mktemp("driver")
+    src, lib = d / "driver.c", d / "libdriver.so"
+    src.write_text(DRIVER)
+    sources = [os.path.join(CSRC, f) for f in ("ss_ring.c", "ss_pool.c", "ss_stream.c", "ss_daemon.c")]
+    subprocess.run(["cc", "-std=c11", "-O2", "-shared", "-fPIC", "-I", CSRC, "-o", str(lib),
+                    str(src), *sources], check=True)
+    dll = ctypes.CDLL(str(lib))
+    dll.bench_open.argtypes = [ctypes.c_char_p]
+    dll.bench_write.argtypes = [ctypes.c_int]
+    dll.bench_dropped.restype = ctypes.c_ulonglong
+    return dll
+
+
+@pytest.mark.benchmark(group="write")
+@pytest.mark.parametrize("ring", ["drained", "full"])
+def test_c_write_frame(benchmark, driver, pool_path, ring):
+    """ss_stream_write of 640 bytes in a C loop; "full": every write drops the oldest."""
+    assert driver.bench_open(pool_path.encode()) == 0
+    try:
+        if ring == "full":
+            driver.bench_write(2 * N)
+            assert driver.bench_dropped() > 0
+            benchmark.pedantic(driver.bench_write, args=(N,), rounds=400, warmup_rounds=20)
+        else:
+            benchmark.pedantic(driver.bench_write, args=(N,), setup=driver.bench_drain,
+                               rounds=400, warmup_rounds=20)
+            assert driver.bench_dropped() == 0
+        per_frame(benchmark, f"C ss_stream_write 640 B, ring {ring}", N)
+    finally:
+        driver.bench_close()
+
+
 @pytest.mark.benchmark(group="write")
 def test_write_frame(benchmark, pool_path):
     """ModuleStream.write of 640 bytes, the ring drained between rounds (untimed)."""
@@ -100,9 +167,6 @@ def test_write_frame(benchmark, pool_path):
         return
     noop_ns = loop_ns(noop, FRAME)
     empty = b""
-
-    def empty_write(track, pcm, ts):
-        write(track, empty, ts)
     pool.drain(batch)
     empty_ns = []
     for _ in range(100):  # keep the ring from filling: drain between loops
@@ -115,7 +179,7 @@ def test_write_frame(benchmark, pool_path):
                                 copy_640_ns=round(ns - empty_ns, 1))
     RESULTS.append(("  baseline: no-op Python call, same arguments", noop_ns))
     RESULTS.append(("  baseline: ModuleStream.write of 0 bytes", empty_ns))
-    RESULTS.append(("  => C write cost (write - no-op)", ns - noop_ns))
+    RESULTS.append(("  => write - no-op (C + Cython buffer handling)", ns - noop_ns))
     pool.close()
 
 

@@ -76,12 +76,6 @@ cdef raise_rc(int rc, str what):
 cdef class Batch:
     """What one drain() found: records copied out of shared memory, and the
     per-slot problems met on the way (errors: list of (slot, code, bytes lost))."""
-    cdef uint8_t *buf
-    cdef size_t cap, used
-    cdef uint32_t *r_slot
-    cdef uint32_t *r_off
-    cdef Py_ssize_t n, ncap
-    cdef readonly list errors
 
     def __cinit__(self, size_t capacity=1 << 20):
         self.cap = max(capacity, <size_t>(2 * SLOT_BUDGET))

@@ -55,11 +55,13 @@ class Call:
         self.resumed = resumed
         self.state = "connecting"
         self.stream = None
+        self.router = gateway.router
         self._pending_control: list[pb.GatewayMessage] = []
         self._retry_at = 0
         self._retry_ms = cfg.retry_initial_ms
         self._down_since = None
-        self.frames_sent = self.frames_received = 0
+        self.frames_received = 0
+        self.frames_sent = 0           # as of the stream's end; live count in the router
         self.reconnects = 0
         self.seen_overruns = self.seen_underruns = 0   # module counters already in the metrics
         self.end_reason = None
@@ -81,8 +83,8 @@ class Call:
         for msg in self._pending_control:
             self.stream.send(msg)
         self._pending_control.clear()
+        self.stream.route(self.router, self.slot, self.uplink)
         self.state = "streaming"
-        self.uplink.live = True
         self._down_since = None
         self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_STREAMING)
         self.log.info("opening %s stream to %s", "resumed" if self.resumed else "new", target)
@@ -107,7 +109,7 @@ class Call:
         if self.state in ("ended", "failed"):
             return
         self.stream = None
-        self.uplink.live = False
+        self.router.route(self.slot, self.uplink)   # frames wait in the window
         if code == "OK":
             self.fail("AI server closed the stream")
         elif code in RETRYABLE and self._may_retry():
@@ -143,6 +145,8 @@ class Call:
         elif self.state == "retrying":
             self.log.warning("call ended while the stream was down: %d frames may not have "
                              "reached the AI server", len(self.uplink.replay()))
+        self.frames_sent = self.router.frames_sent(self.slot)
+        self.router.unroute(self.slot)
         self.state = "ended"
         self.end_reason = reason
 
@@ -159,7 +163,7 @@ class Call:
                 asyncio.get_running_loop().call_later(END_GRACE_S, self.stream.cancel, reason)
             self.stream = None
         self.state = "failed"
-        self.uplink.live = False
+        self.router.route(self.slot, self.uplink)
         self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_FAILED)
         self.post(_ring.CTL_ERROR, reason.encode()[:_ring.CTL_MSG_MAX])
 
@@ -172,14 +176,9 @@ class Call:
 
     # -- from the module, once per tick ------------------------------------
 
-    def on_frame(self, track: int, seq: int, ts_ns: int, pcm: bytes) -> bool:
-        """Returns whether the frame went out now (else it waits in the window)."""
-        pcm = self.uplink.push(track, seq, ts_ns, pcm)
-        if self.uplink.live:
-            self.stream.send_audio(TRACK_PB[track], seq, ts_ns, pcm)
-            self.frames_sent += 1
-            return True
-        return False
+    def send_frame(self, track: int, seq: int, ts_ns: int, pcm: bytes) -> None:
+        """A frame the Router routed to Python (the grpcio transport)."""
+        self.stream.send_audio(TRACK_PB[track], seq, ts_ns, pcm)
 
     def on_control(self, type_: int, data: bytes) -> None:
         msg = self._control_message(type_, data)

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         p.add_argument("--pool-slots", dest="pool_slots", type=int)
         p.add_argument("--cadence-ms", dest="cadence_ms", type=float)
         p.add_argument("--resume-bound-ms", dest="resume_bound_ms", type=int)
-        p.add_argument("--transport", choices=["grpcio"])
+        p.add_argument("--transport", choices=["fast", "grpcio"])
         p.add_argument("--log-level", dest="log_level")
     demo.add_argument("--calls", type=int, default=3)
     demo.add_argument("--seconds", type=int, default=10)

@@ -32,7 +32,7 @@ class Config:
     streams_per_channel: int = 100      # HTTP/2 concurrent streams per connection
     keepalive_ms: int = 20_000
     keepalive_timeout_ms: int = 10_000
-    transport: str = "grpcio"
+    transport: str = "fast"               # fast (compiled HTTP/2) | grpcio (the reference)
     targets: dict[str, TargetSettings] = field(default_factory=dict)
     log_level: str = "INFO"
     log_format: str = "text"            # text | json

@@ -12,6 +12,7 @@ import logging
 import time
 
 from . import _ring
+from ._router import Router
 from .call import Call
 from .config import Config
 from .metrics import Metrics
@@ -31,6 +32,7 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.pool = _ring.Pool.open(config.pool_path, config.pool_slots, config.pool_mode)
         self.transport = transport or make_transport(config)
+        self.router = Router(self.pool.slot_count)
         self.calls: dict[int, Call] = {}
         self._busy: set[Call] = set()   # calls with TTS to pace or a retry due: ticked
         self._batch = _ring.Batch()
@@ -87,7 +89,7 @@ class Gateway:
             c = self.pool.counters(call.slot)
             rows.append(dict(
                 uuid=call.uuid, slot=call.slot, target=call.info["target"], state=call.state,
-                frames_out=call.frames_sent, frames_in=call.frames_received,
+                frames_out=self.router.frames_sent(call.slot), frames_in=call.frames_received,
                 dropped=c["up_in_dropped"] + c["up_out_dropped"] + call.uplink.dropped,
                 reconnects=call.reconnects, rate=call.out_rate,
                 tts_queued_ms=call.playout.queued_bytes * 1000 // (2 * call.playout.rate)))
@@ -125,21 +127,17 @@ class Gateway:
         if not self.pool.drain(batch):
             self._ring_errors(batch)
             return
+        frames, nbytes, py_frames, controls, latency = self.router.deliver(batch, now)
         calls = self.calls
-        frames = sent = 0
-        latency = self.metrics.hook_to_send
-        for slot, type_, track, seq, ts, data in batch.records():
-            call = calls.get(slot)
-            if call is None:
-                continue
-            if type_ != _ring.REC_AUDIO:
-                call.on_control(type_, data)
-            elif call.on_frame(track, seq, ts, data):
-                frames += 1
-                sent += len(data)
-                latency.observe((now - ts) / 1e9)
-        self.metrics.frames_sent.inc(frames)
-        self.metrics.bytes_sent.inc(sent)
+        for slot, track, seq, ts, pcm in py_frames:
+            calls[slot].send_frame(track, seq, ts, pcm)
+        for slot, type_, data in controls:
+            calls[slot].on_control(type_, data)
+        m = self.metrics
+        m.frames_sent.inc(frames)
+        m.bytes_sent.inc(nbytes)
+        for seconds in latency:
+            m.hook_to_send.observe(seconds)
         self._ring_errors(batch)
 
     def _collect_ring_counters(self) -> None:
@@ -170,6 +168,7 @@ class Gateway:
         resumed = self.pool.watch(slot, gen)
         call = Call(self, info, resumed)
         self.calls[slot] = call
+        self.router.route(slot, call.uplink)   # the window holds frames until the stream is up
         self.metrics.active_streams.inc()
         call.connect()
 

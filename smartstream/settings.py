@@ -35,7 +35,7 @@ RANGES = {
     "keepalive_timeout_ms": (1000, 3_600_000), "event_socket_port": (1, 65535),
 }
 CHOICES = {
-    "transport": ("grpcio",), "log_format": ("text", "json"),
+    "transport": ("fast", "grpcio"), "log_format": ("text", "json"),
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
 }
 KEYS = {f.name: f for f in dataclasses.fields(Config) if f.name != "targets"}

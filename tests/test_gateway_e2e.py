@@ -30,12 +30,13 @@ def pool():
         os.unlink(path)
 
 
-@pytest.fixture
-def daemon(pool, tmp_path):
+@pytest.fixture(params=["fast", "grpcio"])
+def daemon(request, pool, tmp_path):
+    """The daemon with each transport: the same behaviour is asked of both."""
     started = []
 
     def start(*args, slots=16):
-        d = Daemon(pool, tmp_path, *args, slots=slots).start()
+        d = Daemon(pool, tmp_path, "--transport", request.param, *args, slots=slots).start()
         started.append(d)
         return d
     yield start

@@ -273,7 +273,7 @@ def slot_pair(shm_path):
     p = Pool.open(shm_path, 2)
     a = ModuleStream(p, "uuid-A-7f3e9c2b51", "tgt-A:1", 44100, requested_rate=11025, tracks=1,
                      flags=0x5EED0001, caller="A-caller", metadata='{"a":1}')
-    b = ModuleStream(p, "uuid-B-7f3e9c2b51", "tgt-B:1", 22050, requested_rate=32000, tracks=3,
+    ModuleStream(p, "uuid-B-7f3e9c2b51", "tgt-B:1", 22050, requested_rate=32000, tracks=3,
                      flags=0x5EED0002, caller="B-caller", metadata='{"b":2}')
     raw = SlotBytes(shm_path)
     ua, ub = raw.find(b"uuid-A-7f3e9c2b51\0"), raw.find(b"uuid-B-7f3e9c2b51\0")

@@ -315,14 +315,12 @@ def test_tts_byte_ring_round_trip(ops):
 # Control rings ----------------------------------------------------------------
 
 ctl_sizes = st.one_of(st.integers(0, CTL_MAX), st.sampled_from([0, 1, 7, 8, 9, CTL_MAX - 1, CTL_MAX]))
-# ctl_out messages start at 1 byte: see test_empty_control_message_to_module.
-ctl_out_sizes = st.one_of(st.integers(1, CTL_MAX), st.sampled_from([1, 7, 8, 9, CTL_MAX - 1, CTL_MAX]))
 ctl_ops = st.lists(st.one_of(
     st.tuples(st.just("post"), st.sampled_from([_ring.CTL_PAYLOAD, _ring.CTL_DTMF]), ctl_sizes,
               st.integers(1, 8)),
     st.tuples(st.just("send"), st.sampled_from([_ring.CTL_HANGUP, _ring.CTL_TRANSFER,
                                                 _ring.CTL_EVENT, _ring.CTL_MARK,
-                                                _ring.CTL_ERROR]), ctl_out_sizes, st.integers(1, 8)),
+                                                _ring.CTL_ERROR]), ctl_sizes, st.integers(1, 8)),
     st.tuples(st.just("too_big"), st.integers(CTL_MAX + 1, CTL_MAX + 64)),
     st.tuples(st.just("drain")),
     st.tuples(st.just("take"), st.integers(1, 10))), max_size=30)

@@ -1,7 +1,6 @@
 """Slot reuse: the generation tells calls apart. A daemon still holding the
 old generation of a slot must never take the next call's frames for its own
 call, nor send TTS or control messages into it."""
-import os
 import struct
 import subprocess
 import sys
@@ -44,6 +43,11 @@ def test_old_generation_gets_nothing_of_the_next_call(shm_path):
         b.write(_ring.TRACK_IN, frame(0xB0 + i))
         b.write(_ring.TRACK_OUT, frame(0xB8 + i))
     b.post(_ring.CTL_DTMF, b"5\x64\x00\x00\x00")
+    # Call a's module stream, still around, cannot write into call b's rings.
+    with pytest.raises(SlotError):
+        a.write(_ring.TRACK_IN, frame(0xEE))
+    with pytest.raises(SlotError):
+        a.write(_ring.TRACK_OUT, frame(0xEF))
 
     for _ in range(3):  # and it stays so
         assert records_of(daemon, batch, idx) == []

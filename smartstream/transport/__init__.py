@@ -26,6 +26,10 @@ class StreamHandler(Protocol):
 
 class Stream(abc.ABC):
     @abc.abstractmethod
+    def route(self, router, slot: int, uplink) -> None:
+        """Point the Router's per-frame path for this slot at this stream."""
+
+    @abc.abstractmethod
     def send(self, msg: pb.GatewayMessage) -> None:
         """Queue a message; messages leave in the order queued."""
 
@@ -56,7 +60,10 @@ class Transport(abc.ABC):
 
 
 def make_transport(config: Config) -> Transport:
+    if config.transport == "fast":
+        from .fast import FastTransport
+        return FastTransport(config)
     if config.transport == "grpcio":
         from .grpcio import GrpcioTransport
         return GrpcioTransport(config)
-    raise ValueError(f"transport {config.transport!r}: expected 'grpcio'")
+    raise ValueError(f"transport {config.transport!r}: expected 'fast' or 'grpcio'")

@@ -66,6 +66,9 @@ class GrpcioStream(Stream):
         self._closed = False
         self._tasks = [asyncio.ensure_future(self._write()), asyncio.ensure_future(self._read())]
 
+    def route(self, router, slot: int, uplink) -> None:
+        router.route(slot, uplink, python=True)
+
     def send(self, msg: pb.GatewayMessage) -> None:
         if not self._closed:
             self._queue.put_nowait(msg)
