@@ -42,7 +42,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "ss_daemon.h"
 #include "ss_stream.h"
 #include "ss_wav.h"
 
@@ -239,8 +238,9 @@ static void try_open(line *l, uint64_t now)
     }
 }
 
-/* The call ends as a hangup would end it. The module frees the slot itself
- * only when no daemon is there to do it after StreamEnd. */
+/* The call ends as a hangup would end it: the slot goes CLOSING and the
+ * daemon (or, if none runs, the next one) sends StreamEnd and frees it.
+ * The drop counters are read first: once freed, the slot is someone else's. */
 static void close_call(line *l)
 {
     ss_slot *slot = l->st.slot;
@@ -249,8 +249,6 @@ static void close_call(line *l)
     int rc = ss_stream_close(&l->st);
     if (rc)
         say("%s: close: %s", l->uuid, ss_strerror(rc));
-    else if (!ss_pool_daemon_alive(&pool, ss_now_ns()))
-        ss_slot_free(slot, l->st.gen);
     if (l->rec && ss_wav_finish(l->rec, o.rate, l->s * spf)) {
         say("%s: recording: %s", l->uuid, strerror(errno));
         set_status(EXIT_IO);
@@ -323,7 +321,7 @@ static int take_controls(line *l)
         long n = ss_stream_take(&l->st, &type, buf, sizeof buf);
         if (n < 0 && n != SS_E_BUSY)
             say("%s: control ring: %s", l->uuid, ss_strerror((int)n));
-        if (n <= 0)
+        if (n < 0 || (n == 0 && type == SS_REC_PAD))   /* an empty message has a type */
             return 0;
         printf("{\"uuid\":");
         json_string(l->uuid, strlen(l->uuid));

@@ -88,8 +88,10 @@ int ss_rec_write(const ss_ringv *v, uint16_t type, uint16_t track, uint64_t ts_n
 
     for (;;) {
         uint64_t h = atomic_load_explicit(&r->head, ACQ);
-        if (t - h > v->cap)
-            return SS_E_CORRUPT; /* head was moved past tail: not by us */
+        if (t - h > v->cap) {   /* head was moved past tail: not by us */
+            atomic_fetch_add_explicit(&r->rejected, 1, RLX);
+            return SS_E_CORRUPT;
+        }
         if (t + pad + need - h <= v->cap)
             break;
         if (!drop_oldest) {
@@ -166,7 +168,7 @@ long ss_rec_drain(const ss_ringv *v, uint8_t *out, size_t out_cap, uint32_t max_
                 continue; /* torn by a concurrent drop: retry */
             /* Really corrupt: skip everything the producer published. */
             if (atomic_compare_exchange_strong_explicit(&r->head, &h, t, ACQREL, ACQ)) {
-                *lost = t - h;
+                *lost = t - h > v->cap ? v->cap : t - h;   /* corrupt positions: at most a ring */
                 return SS_E_CORRUPT;
             }
             continue;

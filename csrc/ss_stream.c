@@ -112,6 +112,8 @@ uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples)
 
 int ss_stream_post(ss_stream *s, uint16_t type, const void *data, uint32_t len)
 {
+    if (type != SS_CTL_PAYLOAD && type != SS_CTL_DTMF)
+        return SS_E_ARG;   /* the daemon would refuse anything else as corrupt */
     return ss_rec_write(&s->rings.ctl_in, type, 0, ss_now_ns(), data, len, 0);
 }
 

@@ -25,6 +25,9 @@ cdef enum:
     LATENCY_EVERY = 16      # one hook-to-send sample in this many frames
 
 
+SAMPLE_EVERY = LATENCY_EVERY   # hook_to_send observes one frame in this many
+
+
 cdef class Router:
     cdef list uplinks, conns     # by slot; None when the slot has no call
     cdef int32_t *sids

@@ -333,10 +333,6 @@ def test_control_both_ways(mediasim, shm_path, tmp_path):
     assert summary["calls"] == calls
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "csrc/mediasim.c take_controls() stops at `n <= 0`, so a message with an empty "
-    "text (ss_stream_take returns 0 with a nonzero *type) is taken off the ring and "
-    "ignored: a hangup without a cause does not end the call"))
 def test_empty_hangup_ends_the_call(mediasim, shm_path, tmp_path):
     seconds, ptime = 3, 20
     found, ctl, summary = run(mediasim, shm_path, tmp_path, [
@@ -347,10 +343,6 @@ def test_empty_hangup_ends_the_call(mediasim, shm_path, tmp_path):
     assert len(frames["empty-0000"]) < len(frames["empty-0001"]) == seconds * 1000 // ptime
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "csrc/mediasim.c close_call() frees the slot itself when the heartbeat is stale, "
-    "against ss_layout.h: a call that ends while no daemon runs stays CLOSING until "
-    "the next daemon delivers its frames and StreamEnd (mod_ai_stream never frees)"))
 def test_call_ending_without_daemon_waits_for_the_next(mediasim, shm_path):
     """The daemon goes away (heartbeat cleared) while calls run; they end; a
     new daemon re-attaches and finds them CLOSING with every frame still there."""

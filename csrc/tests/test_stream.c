@@ -184,6 +184,9 @@ static void test_stream_life_cycle_and_stale_generations(void)
     CHECK(cur.slot == old.slot);
     CHECK_EQ(cur.gen, old.gen + 1);
     CHECK_EQ(ss_stream_close(&old), SS_E_STALE);
+    int16_t pcm[SPF] = {0};
+    CHECK_EQ(ss_stream_write(&old, SS_TRACK_IN, 0, pcm, SPF), SS_E_STALE); /* not into cur's ring */
+    CHECK_EQ(ss_ring_used(&cur.rings.up[SS_TRACK_IN]), 0);
     CHECK_EQ(ss_slot_free(cur.slot, old.gen), SS_E_STALE);
     CHECK_EQ(ss_slot_state(cur.slot, &gen), SS_SLOT_ACTIVE);
     CHECK_EQ(gen, cur.gen);
@@ -339,6 +342,7 @@ static void test_stream_control_round_trip(void)
     const uint8_t dtmf[5] = {'5', 100, 0, 0, 0};
     CHECK_EQ(ss_stream_post(&s, SS_CTL_PAYLOAD, json, (uint32_t)strlen(json)), SS_OK);
     CHECK_EQ(ss_stream_post(&s, SS_CTL_DTMF, dtmf, sizeof dtmf), SS_OK);
+    CHECK_EQ(ss_stream_post(&s, SS_CTL_HANGUP, "x", 1), SS_E_ARG);  /* ctl_in carries only these two */
     static _Alignas(8) uint8_t out[256];
     uint32_t n;
     uint64_t lost;
@@ -367,7 +371,11 @@ static void test_stream_control_round_trip(void)
     char small[SS_CTL_MSG_MAX];
     CHECK_EQ(ss_stream_take(&s, &type, small, sizeof small), SS_E_ARG); /* cap must fit the largest */
     static char buf[SS_CTL_MSG_MAX + 1];
-    CHECK_EQ(ss_stream_take(&s, &type, buf, sizeof buf), 0);    /* none left */
+    CHECK_EQ(ss_rec_write(&d.ctl_out, SS_CTL_MARK, 0, 0, "", 0, 0), SS_OK);
+    expect_take(&s, SS_CTL_MARK, "", 0);                        /* empty, but there */
+    type = SS_CTL_ERROR;
+    CHECK_EQ(ss_stream_take(&s, &type, buf, sizeof buf), 0);    /* none left: type says so too */
+    CHECK_EQ(type, SS_REC_PAD);
     ss_pool_detach(&p);
 }
 
