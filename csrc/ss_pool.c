@@ -66,7 +66,9 @@ int ss_pool_validate(const void *mem, size_t len, char *err, size_t errlen)
     return SS_OK;
 }
 
-static int map_fd(int fd, size_t bytes, ss_pool *out, char *err, size_t errlen)
+/* slots comes from the header copy that was validated: the mapping could
+ * have been rewritten since, and must not be trusted for bounds. */
+static int map_fd(int fd, size_t bytes, uint32_t slots, ss_pool *out, char *err, size_t errlen)
 {
     void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
@@ -74,7 +76,7 @@ static int map_fd(int fd, size_t bytes, ss_pool *out, char *err, size_t errlen)
     out->base = m;
     out->hdr = m;
     out->bytes = bytes;
-    out->slot_count = out->hdr->slot_count;
+    out->slot_count = slots;
     return SS_OK;
 }
 
@@ -139,7 +141,7 @@ int ss_pool_attach(const char *path, ss_pool *out, char *err, size_t errlen)
     /* Only the header is read; len is the file's size, so a short file fails here. */
     int rc = ss_pool_validate(&hdr, len, err, errlen);
     if (rc == SS_OK)
-        rc = map_fd(fd, hdr.pool_bytes, out, err, errlen);
+        rc = map_fd(fd, hdr.pool_bytes, hdr.slot_count, out, err, errlen);
     close(fd);
     return rc;
 }

@@ -578,14 +578,16 @@ cdef class H2Connection:
         self.unacked_pings += 1
         self.flush()
 
-    def close(self, str reason="closed by the client"):
-        """GOAWAY, close the socket; open streams end CANCELLED."""
+    def close(self, str reason="closed by the client", int status=CANCELLED):
+        """GOAWAY, close the socket; open streams end with status: CANCELLED
+        when the client is done with them, UNAVAILABLE (14) when it gives up
+        on the connection (connect failed, keepalive unanswered)."""
         if self.closed:
             return
         if self.transport is not None:
             nghttp2_session_terminate_session(self.session, NGHTTP2_NO_ERROR)
             self.produce()
-        self.teardown(reason, CANCELLED)
+        self.teardown(reason, status)
 
     @property
     def is_open(self):

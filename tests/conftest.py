@@ -43,6 +43,12 @@ def layout():
     return parse_layout()
 
 
+@pytest.fixture
+def pool(shm_path):
+    """The pool path a daemon under test creates (removed with shm_path)."""
+    return shm_path + ".pool"
+
+
 @pytest.fixture(scope="session")
 def mediasim():
     """csrc/build/mediasim, built once per session with the project Makefile."""

@@ -1,13 +1,12 @@
 """For the service tests: the daemon (tests/harness.Daemon) with a config file
 that puts its admin endpoint on a free loopback port, smartstreamctl as a real
 process, a scrape of the daemon's /metrics, and the fixtures they share (import
-them by name: mediasim_built, pool, server)."""
+them by name: server)."""
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 import urllib.request
@@ -17,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .aiserver import AIServer
-from .harness import REPO, Daemon, build_mediasim, pool_path
+from .harness import REPO, Daemon, free_port
 
 
 class TokenServer(AIServer):
@@ -38,31 +37,12 @@ class TokenServer(AIServer):
         await super().Stream(tagged(), context)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def mediasim_built():
-    build_mediasim()
-
-
-@pytest.fixture
-def pool():
-    path = pool_path("svc")
-    yield path
-    if os.path.exists(path):
-        os.unlink(path)
-
-
 @pytest.fixture
 async def server():
     s = TokenServer()
     await s.start()
     yield s
     await s.stop(0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(path: Path, **keys) -> Path:
@@ -79,7 +59,7 @@ def start_daemon(pool: str, tmp_path: Path, extra: str = "", **keys) -> tuple[Da
     admin = f"127.0.0.1:{free_port()}"
     config = write_config(tmp_path / f"smartstream-{admin.rsplit(':', 1)[1]}.toml",
                           admin_listen=admin, extra=extra, **keys)
-    daemon = Daemon(pool, tmp_path, "--config", str(config)).start()
+    daemon = Daemon(pool, tmp_path, "--config", str(config), admin=admin).start()
     deadline = time.monotonic() + 10
     while True:
         try:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,20 +19,20 @@ REPO = Path(__file__).resolve().parent.parent
 MEDIASIM = REPO / "csrc" / "build" / "mediasim"
 
 
-def build_mediasim() -> Path:
-    subprocess.run(["make", "-s", "-C", str(REPO / "csrc")], check=True)
-    return MEDIASIM
-
-
-def pool_path(tag: str) -> str:
-    return f"/dev/shm/sstest-{tag}-{uuid.uuid4().hex[:8]}.pool"
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Daemon:
     """`smartstream run` as a subprocess, logging to a file the test can read."""
 
-    def __init__(self, pool: str, logdir: Path, *args: str, slots: int = 16):
+    def __init__(self, pool: str, logdir: Path, *args: str, slots: int = 16,
+                 admin: str | None = None):
         self.pool, self.args, self.slots = pool, args, slots
+        # Its own admin port: two test runs (or a real daemon) must not collide.
+        self.admin = admin or f"127.0.0.1:{free_port()}"
         self.logfile = logdir / f"daemon-{uuid.uuid4().hex[:6]}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -40,7 +41,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "smartstream.cli", "run", "--pool-path", self.pool,
              "--pool-slots", str(self.slots), "--log-level", "DEBUG", *self.args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            env={**os.environ, "SMARTSTREAM_ADMIN_LISTEN": self.admin})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -12,8 +12,10 @@ from smartstream.config import Config
 from smartstream.gateway import Gateway
 
 from .daemon_kit import ctl as run_ctl
-from .daemon_kit import free_port, mediasim_built, pool, server, start_daemon  # noqa: F401
+from .daemon_kit import free_port, server, start_daemon  # noqa: F401 (fixtures)
 from .harness import Sim
+
+pytestmark = pytest.mark.usefixtures("mediasim")
 
 
 def admin_env(admin: str) -> dict:

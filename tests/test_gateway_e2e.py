@@ -12,22 +12,10 @@ import pytest
 from smartstream.v1 import smartstream_pb2 as pb
 
 from .aiserver import AIServer
-from .harness import Daemon, Sim, build_mediasim, pool_path
+from .harness import Daemon, Sim
 
 FRAME_MS = 20
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _mediasim():
-    build_mediasim()
-
-
-@pytest.fixture
-def pool():
-    path = pool_path("e2e")
-    yield path
-    if os.path.exists(path):
-        os.unlink(path)
+pytestmark = pytest.mark.usefixtures("mediasim")
 
 
 @pytest.fixture(params=["fast", "grpcio"])

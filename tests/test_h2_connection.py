@@ -374,6 +374,14 @@ def fed_connection(nstreams=1):
     return conn, rec, tr, sids
 
 
+def test_close_gives_up_on_the_connection():
+    conn, rec, tr, (sid,) = fed_connection()
+    conn.close("keepalive: no PING answer", status=UNAVAILABLE)
+    assert rec.closed[sid] == (UNAVAILABLE, "connection lost: keepalive: no PING answer")
+    assert rec.lost == ["keepalive: no PING answer"] and tr.closed
+    assert tr.writes[-1] == frame(GOAWAY, 0, 0, bytes(8))
+
+
 def test_one_write_per_flush():
     conn, rec, tr, sids = fed_connection(nstreams=20)
     tr.writes.clear()

@@ -7,15 +7,19 @@ import json
 import urllib.error
 import urllib.request
 
+import pytest
+
 from smartstream._router import SAMPLE_EVERY
 
 from smartstream.v1 import smartstream_pb2 as pb
 
-from .daemon_kit import mediasim_built, pool, server  # noqa: F401 (fixtures)
+from .daemon_kit import server  # noqa: F401 (fixtures)
 from .daemon_kit import scrape, start_daemon, until
 from .harness import Sim
 
 CALLS = 3
+
+pytestmark = pytest.mark.usefixtures("mediasim")
 
 
 async def wait_for_metric(admin: str, name: str, value: float) -> dict:

@@ -18,11 +18,13 @@ import pytest
 
 from smartstream.v1 import smartstream_pb2 as pb
 
-from .daemon_kit import mediasim_built, pool, server  # noqa: F401 (fixtures)
+from .daemon_kit import server  # noqa: F401 (fixtures)
 from .daemon_kit import start_daemon, until, write_config
 from .harness import REPO, Sim
 
 UNIT = REPO / "packaging" / "smartstream.service"
+
+pytestmark = pytest.mark.usefixtures("mediasim")
 
 
 

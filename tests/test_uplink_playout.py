@@ -1,7 +1,5 @@
 """Uplink's resume window and Playout's pacing, marks and Clear, over a real
 pool: the module side is driven through ModuleStream (csrc/ss_stream.c)."""
-import os
-
 import numpy as np
 import pytest
 
@@ -9,21 +7,19 @@ from smartstream import _ring
 from smartstream.playout import Playout
 from smartstream._uplink import Uplink
 
-from .harness import pool_path
 
 RATE = 16000
 FRAME = RATE // 50 * 2   # bytes in 20 ms
 
 
 @pytest.fixture
-def slot():
-    path = pool_path("playout")
+def slot(pool):
+    path = pool
     daemon = _ring.Pool.open(path, 2)
     module = _ring.ModuleStream(_ring.Pool.attach(path), "call", "127.0.0.1:1", RATE)
     daemon.watch(module.slot, module.generation)
     yield daemon, module
     daemon.close()
-    os.unlink(path)
 
 
 def frame(i):

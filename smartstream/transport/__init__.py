@@ -8,9 +8,10 @@ there, one socket write per connection.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Protocol
 
-from ..config import Config
+from ..config import Config, TargetSettings
 from ..target import Target
 from ..v1 import smartstream_pb2 as pb
 
@@ -47,6 +48,13 @@ class Stream(abc.ABC):
 
 
 class Transport(abc.ABC):
+    config: Config
+
+    def settings(self, target: Target, tls: bool) -> TargetSettings:
+        """The target's settings; a call that asked for TLS gets it either way."""
+        ts = self.config.target_settings(target.authority)
+        return dataclasses.replace(ts, tls=True) if tls and not ts.tls else ts
+
     @abc.abstractmethod
     def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:
         """tls: the call asked for TLS (uuid_ai_stream ... tls=true), whatever

@@ -16,7 +16,7 @@ import time
 
 from google.protobuf.message import DecodeError
 
-from .._h2 import H2Connection, H2Error
+from .._h2 import H2Connection
 from ..config import Config, TargetSettings
 from ..target import Target
 from ..v1 import smartstream_pb2 as pb
@@ -25,6 +25,7 @@ from . import Stream, StreamHandler, Transport
 log = logging.getLogger("smartstream.transport")
 
 PATH = "/smartstream.v1.AIStream/Stream"
+UNAVAILABLE = 14
 STATUS = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
           "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
           "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
@@ -46,24 +47,19 @@ class FastStream(Stream):
     def route(self, router, slot: int, uplink) -> None:
         router.route(slot, uplink, self.conn.h2, self.sid)
 
+    # A stream that no longer takes data is closing: its close is reported on its own.
     def send(self, msg: pb.GatewayMessage) -> None:
-        self._try(self.conn.h2.send_message, self.sid, msg.SerializeToString())
+        self.conn.h2.send_message(self.sid, msg.SerializeToString())
 
     def send_audio(self, track: int, seq: int, capture_ns: int, pcm: bytes) -> None:
-        self._try(self.conn.h2.send_audio_py, self.sid, track, seq, capture_ns, pcm)
+        self.conn.h2.send_audio_py(self.sid, track, seq, capture_ns, pcm)
 
     def finish(self) -> None:
-        self._try(self.conn.h2.end_stream, self.sid)
+        self.conn.h2.end_stream(self.sid)
 
     def cancel(self, detail: str) -> None:
         if self.conn.streams.pop(self.sid, None) is not None:
-            self._try(self.conn.h2.reset_stream, self.sid)
-
-    def _try(self, fn, *args) -> None:
-        try:
-            fn(*args)
-        except H2Error:
-            pass   # the stream is already closing; its close is reported once, on its own
+            self.conn.h2.reset_stream(self.sid)
 
 
 class _Conn:
@@ -85,7 +81,7 @@ class _Conn:
                 lambda: self.h2, self.target.host, self.target.port, ssl=ctx,
                 server_hostname=(ts.server_name or self.target.host) if ctx else None)
         except (OSError, ssl.SSLError) as e:
-            self.h2.close(f"connect to {self.target} failed: {e}")
+            self.h2.close(f"connect to {self.target} failed: {e}", UNAVAILABLE)
 
     def usable(self, limit: int) -> bool:
         return self.h2.available_streams > 0 and self.h2.open_streams < limit
@@ -94,7 +90,8 @@ class _Conn:
         if not self.h2.is_open:
             return
         if self.h2.unacked_pings and now - self.last_ping > timeout:
-            self.h2.close(f"keepalive: no PING answer from {self.target} in {timeout:.0f} s")
+            self.h2.close(f"keepalive: no PING answer from {self.target} in {timeout:.0f} s",
+                          UNAVAILABLE)
         elif now - self.last_ping > every:
             self.last_ping = now
             self.h2.ping()
@@ -130,9 +127,7 @@ class FastTransport(Transport):
         self._conns: dict[tuple[str, bool], list[_Conn]] = {}
 
     def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:
-        ts = self.config.target_settings(target.authority)
-        if tls and not ts.tls:
-            ts = TargetSettings(**{**ts.__dict__, "tls": True})
+        ts = self.settings(target, tls)
         key = (target.authority, ts.tls)
         conns = self._conns.setdefault(key, [])
         conn = next((c for c in conns if c.usable(self.config.streams_per_channel)), None)

@@ -7,7 +7,6 @@ silently: the next stream opens a new connection instead of queueing.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 
 import grpc
@@ -130,9 +129,7 @@ class GrpcioTransport(Transport):
         self._channels: dict[tuple[str, bool], list[_Channel]] = {}
 
     def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:
-        ts = self.config.target_settings(target.authority)
-        if tls and not ts.tls:
-            ts = dataclasses.replace(ts, tls=True)
+        ts = self.settings(target, tls)
         chans = self._channels.setdefault((target.authority, ts.tls), [])
         ch = next((c for c in chans if c.streams < self.config.streams_per_channel), None)
         if ch is None:
