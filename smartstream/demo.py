@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import wave
+from collections import Counter
 from pathlib import Path
 
 import uvloop
@@ -24,7 +26,26 @@ from .gateway import Gateway
 from .metrics import quantile
 
 REPO = Path(__file__).resolve().parent.parent
-AI_LISTEN = "127.0.0.1:50051"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_listening(port: int, timeout: float = 15.0) -> None:
+    """The AI server is up once it accepts a connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 def _heard_seconds(path: Path) -> float:
@@ -38,16 +59,19 @@ def _heard_seconds(path: Path) -> float:
 
 async def _demo(cfg: Config, calls: int, seconds: int) -> int:
     subprocess.run(["make", "-s", "-C", str(REPO / "csrc")], check=True)
+    port = _free_port()
+    ai_listen = f"127.0.0.1:{port}"
     server = await asyncio.create_subprocess_exec(
-        sys.executable, str(REPO / "examples" / "echo_server.py"), "--listen", AI_LISTEN)
+        sys.executable, str(REPO / "examples" / "echo_server.py"), "--listen", ai_listen)
+    await _wait_listening(port)
     gw = Gateway(cfg)
     gw.start()
     rec_dir = Path(tempfile.mkdtemp(prefix="smartstream-demo-"))
     sim = await asyncio.create_subprocess_exec(
         str(REPO / "csrc" / "build" / "mediasim"), "--pool", cfg.pool_path, "--calls", str(calls),
-        "--seconds", str(seconds), "--source", "tone", "--target", AI_LISTEN,
+        "--seconds", str(seconds), "--source", "tone", "--target", ai_listen,
         "--record", str(rec_dir), "--payload", '{"demo": true}', stdout=asyncio.subprocess.PIPE)
-    print(f"demo: {calls} simulated calls for {seconds} s -> smartstream -> AI server {AI_LISTEN}")
+    print(f"demo: {calls} simulated calls for {seconds} s -> smartstream -> AI server {ai_listen}")
     m = gw.metrics
     t0 = time.monotonic()
     while sim.returncode is None:
@@ -68,9 +92,9 @@ async def _demo(cfg: Config, calls: int, seconds: int) -> int:
     heard = {p.stem: _heard_seconds(p) for p in sorted(rec_dir.glob("*.wav"))}
     for uuid, s in heard.items():
         print(f"  {uuid}: heard {s:.1f} s of echoed audio (recording in {rec_dir})")
-    for msg in lines:
-        if not msg.get("summary"):
-            print(f"  control to FreeSWITCH: {msg}")
+    kinds = Counter(msg["type"] for msg in lines if not msg.get("summary"))
+    print("  control messages to FreeSWITCH: " +
+          (", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"))
     ok = heard and all(s > 0 for s in heard.values()) and m.frames_sent._value.get() > 0
     print("demo: round trip OK" if ok else "demo: round trip FAILED")
     return 0 if ok else 1

@@ -10,6 +10,7 @@ limit is never hit silently.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 import time
@@ -18,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from .._h2 import H2Connection
 from ..config import Config, TargetSettings
-from ..target import Target
+from ..target import Target, next_address
 from ..v1 import smartstream_pb2 as pb
 from . import Stream, StreamHandler, Transport
 
@@ -117,24 +118,31 @@ class _Conn:
             st.handler.on_closed(STATUS[status] if 0 <= status < len(STATUS) else "UNKNOWN", message)
 
     def on_connection_lost(self, reason: str) -> None:
-        log.warning("connection to %s closed: %s", self.target, reason)
+        level = logging.INFO if self.transport.closing else logging.WARNING
+        log.log(level, "connection to %s closed: %s", self.target, reason)
         self.transport.forget(self)
 
 
 class FastTransport(Transport):
     def __init__(self, config: Config):
         self.config = config
+        self.closing = False
         self._conns: dict[tuple[str, bool], list[_Conn]] = {}
 
     def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:
         ts = self.settings(target, tls)
-        key = (target.authority, ts.tls)
+        # dns:/ipv4:/ipv6: names: the next address round-robin; connections are per address.
+        addr = next_address(target)
+        if target.scheme == "dns" and ts.tls and not ts.server_name:
+            ts = dataclasses.replace(ts, server_name=target.host)   # check the name, not the IP
+        key = (addr.authority, ts.tls)
         conns = self._conns.setdefault(key, [])
         conn = next((c for c in conns if c.usable(self.config.streams_per_channel)), None)
         if conn is None:
-            conn = _Conn(self, target, ts)
+            conn = _Conn(self, addr, ts)
             conns.append(conn)
-            log.info("new connection to %s (%d for this target)", target, len(conns))
+            log.info("new connection to %s (%d for this address)%s", addr, len(conns),
+                     f" of {target}" if addr is not target else "")
         metadata = [("authorization", f"Bearer {ts.token}")] if ts.token else []
         sid = conn.h2.open_stream(PATH, metadata)
         stream = FastStream(conn, sid, handler)
@@ -155,6 +163,7 @@ class FastTransport(Transport):
                 conn.h2.flush()
 
     async def close(self) -> None:
+        self.closing = True
         for conns in list(self._conns.values()):
             for conn in list(conns):
                 conn.h2.flush()
