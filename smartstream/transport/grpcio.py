@@ -7,12 +7,13 @@ silently: the next stream opens a new connection instead of queueing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import grpc
 
 from ..config import Config, TargetSettings
-from ..target import Target
+from ..target import Target, next_address
 from ..v1 import smartstream_pb2 as pb
 from ..v1 import smartstream_pb2_grpc as pb_grpc
 from . import Stream, StreamHandler, Transport
@@ -130,12 +131,17 @@ class GrpcioTransport(Transport):
 
     def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:
         ts = self.settings(target, tls)
-        chans = self._channels.setdefault((target.authority, ts.tls), [])
+        # dns:/ipv4:/ipv6: names: the next address round-robin; channels are per address.
+        addr = next_address(target)
+        if target.scheme == "dns" and ts.tls and not ts.server_name:
+            ts = dataclasses.replace(ts, server_name=target.host)   # check the name, not the IP
+        chans = self._channels.setdefault((addr.authority, ts.tls), [])
         ch = next((c for c in chans if c.streams < self.config.streams_per_channel), None)
         if ch is None:
-            ch = _Channel(self.config, target, ts)
+            ch = _Channel(self.config, addr, ts)
             chans.append(ch)
-            log.info("new connection to %s (%d for this target)", target, len(chans))
+            log.info("new connection to %s (%d for this address)%s", addr, len(chans),
+                     f" of {target}" if addr is not target else "")
         ch.streams += 1
         metadata = (("authorization", f"Bearer {ts.token}"),) if ts.token else None
         return GrpcioStream(self, ch, handler, metadata)
