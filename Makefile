@@ -1,6 +1,8 @@
 # SmartStream: `make demo` installs everything and runs the demo; `make install` only installs.
 PYTHON ?= python3
 APT_PACKAGES = build-essential pkg-config python3-dev libnghttp2-dev libspeexdsp-dev sox
+# What the tests use besides: the compose validator, openssl for test certificates, Node for interop.
+APT_PACKAGES += docker-compose openssl nodejs
 
 .PHONY: install demo system-deps
 install: system-deps
@@ -14,6 +16,7 @@ system-deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 		else echo "please install: $$missing" >&2; exit 1; fi; \
 	fi
+	@command -v npm >/dev/null || apt-get install -y -qq npm   # nodesource's nodejs brings its own
 
 demo: install
 	smartstream demo

@@ -87,7 +87,7 @@ def compose_cli() -> list[str] | None:
 def test_compose_config_validates(files):
     cli = compose_cli()
     if cli is None:
-        pytest.skip("no compose implementation installed (apt-get install docker-compose); "
+        pytest.fail("no compose implementation installed (`make install` puts docker-compose in); "
                     "the structure is still checked below with PyYAML")
     args = [a for f in files for a in ("-f", str(f))]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMARTSTREAM_", "FREESWITCH_"))}
