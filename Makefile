@@ -8,6 +8,7 @@ APT_PACKAGES += docker-compose openssl nodejs
 install: system-deps
 	$(PYTHON) -m pip install -q -e '.[test]'
 	$(MAKE) -C csrc
+	npm ci --prefix tests/node_server --no-audit --no-fund --silent   # the independent Node.js AI server of the interop tests
 
 # Debian packages the build needs; skipped when they are all there (or not root).
 system-deps:

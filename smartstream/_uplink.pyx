@@ -33,8 +33,10 @@ cdef class Uplink:
     def __cinit__(self, uint32_t channel_rate, uint32_t out_rate, tracks, uint32_t bound_ms):
         cdef uint64_t frame_max = <uint64_t>ss.SS_FRAME_BYTES_MAX * out_rate // channel_rate + 64
         self.bound = <uint64_t>bound_ms * out_rate * 2 // 1000 * len(tracks)
-        # Room for the bound, a record header per 10 ms frame, and one frame over.
-        cdef uint64_t cap = pow2_at_least(self.bound * 2 + frame_max + 4096)
+        # Room for the bound, a record header (+ seq) per 10 ms frame, one frame
+        # over before trimming, and a ring-end pad.
+        cdef uint64_t headers = <uint64_t>(bound_ms // 10 + 2) * len(tracks) * (ss.SS_REC_HDR + SEQ_BYTES)
+        cdef uint64_t cap = pow2_at_least(self.bound + headers + 2 * frame_max)
         if posix_memalign(&self.mem, 64, sizeof(ss.ss_ring) + cap):
             raise MemoryError()
         memset(self.mem, 0, sizeof(ss.ss_ring))

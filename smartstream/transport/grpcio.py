@@ -100,6 +100,10 @@ class GrpcioStream(Stream):
     async def _read(self):
         try:
             async for msg in self._call:
+                if msg is None:   # grpcio's word for bytes that are no ServerMessage
+                    self._call.cancel()
+                    self._close("INTERNAL", "undecodable ServerMessage from the AI server", notify=True)
+                    return
                 self._handler.on_message(msg)
             code = await self._call.code()
             self._close(code.name, await self._call.details() or "", notify=True)
