@@ -719,6 +719,7 @@ static int ais_stop(switch_core_session_t *session, const char *reason, char *er
 	ais_stream *s;
 	switch_media_bug_t *bug;
 	switch_event_t *event;
+	int use_hook;
 
 	switch_mutex_lock(globals.mutex);
 	if (!(s = ais_find_locked(uuid, 1))) {
@@ -729,11 +730,12 @@ static int ais_stop(switch_core_session_t *session, const char *reason, char *er
 	s->ended = 1;
 	atomic_store_explicit(&s->active, 0, memory_order_relaxed);
 	bug = s->bug;
+	use_hook = s->use_hook;
 	switch_mutex_unlock(globals.mutex);
 
 	/* Nothing of ours is locked here: clearing the hook waits for a frame in
 	 * flight, removing the bug for a callback in flight. */
-	if (s->use_hook) {
+	if (use_hook) {
 		globals.set_read_hook(session, NULL, NULL);
 	}
 	switch_core_event_hook_remove_recv_dtmf(session, ais_on_dtmf);
@@ -746,10 +748,13 @@ static int ais_stop(switch_core_session_t *session, const char *reason, char *er
 	}
 	switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_INFO, "ai_stream: stopped (%s)\n", reason);
 
-	switch_mutex_lock(globals.mutex);
-	s->hook_cleared = 1;
-	ais_finalize_locked(s);
-	switch_mutex_unlock(globals.mutex);
+	if (use_hook) {
+		/* Without a hook, hook_cleared was already 1 and the bug's CLOSE freed s. */
+		switch_mutex_lock(globals.mutex);
+		s->hook_cleared = 1;
+		ais_finalize_locked(s);
+		switch_mutex_unlock(globals.mutex);
+	}
 	return 0;
 }
 
