@@ -88,7 +88,9 @@ class _Conn:
         return self.h2.available_streams > 0 and self.h2.open_streams < limit
 
     def keepalive(self, now: float, every: float, timeout: float) -> None:
-        if not self.h2.is_open:
+        # Only while streams are open: grpc servers answer pings on an idle
+        # connection with GOAWAY too_many_pings (grpc clients do the same).
+        if not self.h2.is_open or not self.streams:
             return
         if self.h2.unacked_pings and now - self.last_ping > timeout:
             self.h2.close(f"keepalive: no PING answer from {self.target} in {timeout:.0f} s",
