@@ -54,13 +54,13 @@ enum { EXIT_IO = 1, EXIT_ARGS = 2, EXIT_POOL = 3 };
 
 static struct opts {
     const char *pool, *target, *prefix, *source, *record, *payload, *dtmf;
-    uint32_t calls, rate, ptime, req_rate, tracks, stagger_ms;
+    uint32_t calls, rate, ptime, req_rate, tracks, stagger_ms, end;
     double seconds, call_seconds, wait_daemon;
     int churn;
 } o = {
     .pool = "/dev/shm/smartstream.pool", .target = "127.0.0.1:50051", .prefix = "sim",
     .source = "tone", .calls = 3, .rate = 16000, .ptime = 20, .tracks = SS_TRACKS_MASK_IN,
-    .seconds = 10, .wait_daemon = 5,
+    .seconds = 10, .wait_daemon = 5, .end = SS_END_HANGUP,
 };
 
 enum line_state { LINE_WAITING, LINE_LIVE, LINE_DONE };
@@ -238,15 +238,16 @@ static void try_open(line *l, uint64_t now)
     }
 }
 
-/* The call ends as a hangup would end it: the slot goes CLOSING and the
- * daemon (or, if none runs, the next one) sends StreamEnd and frees it.
+/* The call ends as --end says (a hangup, or uuid_ai_stream stop): the slot
+ * goes CLOSING and the daemon (or, if none runs, the next one) sends
+ * StreamEnd with that reason and frees it.
  * The drop counters are read first: once freed, the slot is someone else's. */
 static void close_call(line *l)
 {
     ss_slot *slot = l->st.slot;
     stats.dropped += atomic_load(&slot->up[SS_TRACK_IN].dropped) +
                      atomic_load(&slot->up[SS_TRACK_OUT].dropped);
-    int rc = ss_stream_close(&l->st);
+    int rc = ss_stream_close(&l->st, o.end);
     if (rc)
         say("%s: close: %s", l->uuid, ss_strerror(rc));
     if (l->rec && ss_wav_finish(l->rec, o.rate, l->s * spf)) {
@@ -434,7 +435,8 @@ static const char usage_text[] =
     "  --wait-daemon S       how long to retry a missing daemon or a full pool (5)\n"
     "  --stagger MS          delay between opening consecutive calls (0)\n"
     "  --call-seconds S      each call hangs up after S seconds (whole run)\n"
-    "  --churn               a line whose call ended starts a new call, new uuid\n";
+    "  --churn               a line whose call ended starts a new call, new uuid\n"
+    "  --end hangup|stop     how calls end, as the AI server's StreamEnd says (hangup)\n";
 
 static void bad_arg(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void bad_arg(const char *fmt, ...)
@@ -476,11 +478,20 @@ static uint32_t arg_tracks(const char *s)
     bad_arg("--tracks: expected in, out or both, got '%s'", s);
 }
 
+static uint32_t arg_end(const char *s)
+{
+    if (!strcmp(s, "hangup"))
+        return SS_END_HANGUP;
+    if (!strcmp(s, "stop"))
+        return SS_END_STOP;
+    bad_arg("--end: expected hangup or stop, got '%s'", s);
+}
+
 static void parse_args(int argc, char **argv)
 {
     enum { O_POOL = 256, O_CALLS, O_RATE, O_PTIME, O_SECONDS, O_TARGET, O_SRATE, O_TRACKS,
            O_PREFIX, O_SOURCE, O_RECORD, O_PAYLOAD, O_DTMF, O_WAIT, O_STAGGER, O_CALLSECS,
-           O_CHURN, O_HELP };
+           O_CHURN, O_END, O_HELP };
     static const struct option longopts[] = {
         {"pool", 1, 0, O_POOL}, {"calls", 1, 0, O_CALLS}, {"rate", 1, 0, O_RATE},
         {"ptime", 1, 0, O_PTIME}, {"seconds", 1, 0, O_SECONDS}, {"target", 1, 0, O_TARGET},
@@ -488,7 +499,7 @@ static void parse_args(int argc, char **argv)
         {"uuid-prefix", 1, 0, O_PREFIX}, {"source", 1, 0, O_SOURCE}, {"record", 1, 0, O_RECORD},
         {"payload", 1, 0, O_PAYLOAD}, {"dtmf", 1, 0, O_DTMF}, {"wait-daemon", 1, 0, O_WAIT},
         {"stagger", 1, 0, O_STAGGER}, {"call-seconds", 1, 0, O_CALLSECS},
-        {"churn", 0, 0, O_CHURN}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+        {"churn", 0, 0, O_CHURN}, {"end", 1, 0, O_END}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -512,6 +523,7 @@ static void parse_args(int argc, char **argv)
         case O_STAGGER: o.stagger_ms = arg_u32("stagger", a, 0, 3600000); break;
         case O_CALLSECS: o.call_seconds = arg_secs("call-seconds", a); break;
         case O_CHURN: o.churn = 1; break;
+        case O_END: o.end = arg_end(a); break;
         case O_HELP: fputs(usage_text, stdout); exit(0);
         default: bad_arg("unknown option or missing value: %s", argv[optind - 1]);
         }

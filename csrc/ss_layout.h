@@ -33,7 +33,7 @@
 #endif
 
 #define SS_POOL_MAGIC      0x4c4f4f504d545353ULL /* "SSTMPOOL" read little-endian */
-#define SS_LAYOUT_VERSION  1u
+#define SS_LAYOUT_VERSION  2u
 #define SS_CACHELINE       64
 #define SS_POOL_HDR_BYTES  4096
 
@@ -87,6 +87,14 @@ enum ss_track {
 
 #define SS_SLOT_F_TLS       1u
 
+/* Why the module closed the slot (ss_slot_hdr.end_reason), so that the AI
+ * server's StreamEnd can tell a hangup from an operator's stop. */
+enum ss_end_reason {
+    SS_END_HANGUP = 0,      /* the call ended (or its media bug was removed) */
+    SS_END_STOP = 1,        /* uuid_ai_stream <uuid> stop */
+    SS_END_UNLOAD = 2,      /* mod_ai_stream unloaded during the call */
+};
+
 /* Record types. PAD fills the end of a record ring when a record would wrap. */
 enum ss_rec_type {
     SS_REC_PAD = 0,
@@ -132,6 +140,7 @@ typedef struct ss_ring {
 typedef struct ss_slot_hdr {
     SS_ATOMIC(uint32_t) state;          /* enum ss_slot_state */
     SS_ATOMIC(uint32_t) generation;     /* +1 at every claim: tells calls apart */
+    SS_ATOMIC(uint32_t) end_reason;     /* enum ss_end_reason, set as it goes CLOSING */
     uint32_t channel_rate;              /* Hz of the PCM in up and down */
     uint32_t requested_rate;            /* Hz the AI server wants (0: channel_rate) */
     uint32_t tracks;                    /* SS_TRACKS_MASK_* */

@@ -69,6 +69,7 @@ int ss_stream_open(ss_pool *p, const ss_call *c, ss_stream *out, char *err, size
         h->tracks = c->tracks;
         h->flags = c->flags;
         h->started_ns = ss_now_ns();
+        atomic_store_explicit(&h->end_reason, SS_END_HANGUP, memory_order_relaxed);
         atomic_store_explicit(&h->link, SS_LINK_NONE, memory_order_relaxed);
         atomic_store_explicit(&h->frames_sent, 0, memory_order_relaxed);
         atomic_store_explicit(&h->frames_received, 0, memory_order_relaxed);
@@ -136,11 +137,16 @@ long ss_stream_take(ss_stream *s, uint16_t *type, char *buf, size_t cap)
     return (long)h.len;
 }
 
-int ss_stream_close(ss_stream *s)
+int ss_stream_close(ss_stream *s, uint32_t reason)
 {
     ss_slot_hdr *h = &s->slot->hdr;
     if (atomic_load_explicit(&h->generation, memory_order_acquire) != s->gen)
         return SS_E_STALE;
+    /* Only this side moves an ACTIVE slot, so the reason cannot reach another
+     * call or overwrite a first close; the CAS publishes it with CLOSING. */
+    if (atomic_load_explicit(&h->state, memory_order_relaxed) != SS_SLOT_ACTIVE)
+        return SS_E_STATE;
+    atomic_store_explicit(&h->end_reason, reason, memory_order_relaxed);
     uint32_t st = SS_SLOT_ACTIVE;
     if (!atomic_compare_exchange_strong_explicit(&h->state, &st, SS_SLOT_CLOSING,
                                                  memory_order_acq_rel, memory_order_relaxed))

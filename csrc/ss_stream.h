@@ -56,9 +56,10 @@ int ss_stream_post(ss_stream *s, uint16_t type, const void *data, uint32_t len);
  * empty message still has a nonzero type. */
 long ss_stream_take(ss_stream *s, uint16_t *type, char *buf, size_t cap);
 
-/* The call is over (stop, hangup, unload): hand the slot back to the daemon,
- * which sends StreamEnd and frees it. SS_E_STALE if it is no longer ours. */
-int ss_stream_close(ss_stream *s);
+/* The call is over: hand the slot back to the daemon, which sends StreamEnd
+ * with the reason (enum ss_end_reason) and frees it. SS_E_STALE if it is no
+ * longer ours. */
+int ss_stream_close(ss_stream *s, uint32_t reason);
 
 /* What the daemon reports about this stream: enum ss_link_state. */
 uint32_t ss_stream_link(const ss_stream *s);

@@ -34,6 +34,7 @@ REC_AUDIO = ss.SS_REC_AUDIO
 CTL_PAYLOAD, CTL_DTMF = ss.SS_CTL_PAYLOAD, ss.SS_CTL_DTMF
 CTL_HANGUP, CTL_TRANSFER, CTL_EVENT, CTL_MARK, CTL_ERROR = (
     ss.SS_CTL_HANGUP, ss.SS_CTL_TRANSFER, ss.SS_CTL_EVENT, ss.SS_CTL_MARK, ss.SS_CTL_ERROR)
+END_HANGUP, END_STOP, END_UNLOAD = ss.SS_END_HANGUP, ss.SS_END_STOP, ss.SS_END_UNLOAD
 E_CORRUPT, E_STALE, E_BUSY = ss.SS_E_CORRUPT, ss.SS_E_STALE, ss.SS_E_BUSY
 
 # Per slot and tick, at most this much is drained; a backlog (after a restart)
@@ -289,6 +290,12 @@ cdef class Pool:
             raise SlotError(f"slot {idx}: empty uuid")
         return info
 
+    def end_reason(self, uint32_t idx):
+        """Why the module closed the slot (END_*); meaningful once scan() saw
+        it CLOSING, whose acquire load makes the module's store visible.
+        Any other value is returned as is: the caller reports it."""
+        return self.slot(idx).hdr.end_reason
+
     def watch(self, uint32_t idx, uint32_t gen):
         """Include the slot's rings in drain() while it holds generation gen.
         Returns True if a stream was open for this call before (a resume)."""
@@ -489,9 +496,9 @@ cdef class ModuleStream:
             raise_rc(n, "take control")
         return (type, bytes(buf[:n])) if type else None
 
-    def close(self):
+    def close(self, uint32_t reason=END_HANGUP):
         if self.open_:
             self.open_ = False
-            rc = ss.ss_stream_close(&self.st)
+            rc = ss.ss_stream_close(&self.st, reason)
             if rc != ss.SS_OK:
                 raise_rc(rc, "close")

@@ -22,6 +22,10 @@ from .v1 import smartstream_pb2 as pb
 log = logging.getLogger("smartstream.gateway")
 
 COUNTER_EVERY = 50   # ticks between reads of the module's ring counters (1 s at 20 ms)
+# Why the module closed a slot -> StreamEnd's reason and detail.
+END_REASONS = {_ring.END_HANGUP: (pb.StreamEnd.REASON_HANGUP, "call hung up"),
+               _ring.END_STOP: (pb.StreamEnd.REASON_STOPPED, "uuid_ai_stream stop"),
+               _ring.END_UNLOAD: (pb.StreamEnd.REASON_STOPPED, "mod_ai_stream unloaded")}
 RING_ERRORS = {_ring.E_CORRUPT: "ring_corrupt", _ring.E_STALE: "slot_reused", _ring.E_BUSY: "ring_busy"}
 
 
@@ -113,7 +117,7 @@ class Gateway:
             if call.gen != gen or state == _ring.SLOT_FREE:
                 self._close_call(call, pb.StreamEnd.REASON_ERROR, "slot taken by another call")
             elif state == _ring.SLOT_CLOSING:
-                self._close_call(call, pb.StreamEnd.REASON_HANGUP, "")
+                self._close_call(call, *self._end_reason(call.slot))
         for call in list(self._busy):
             if not call.tick(now) or call.slot not in self.calls:
                 self._busy.discard(call)
@@ -171,6 +175,12 @@ class Gateway:
         self.router.route(slot, call.uplink)   # the window holds frames until the stream is up
         self.metrics.active_streams.inc()
         call.connect()
+
+    def _end_reason(self, slot: int) -> tuple[int, str]:
+        code = self.pool.end_reason(slot)
+        if code not in END_REASONS:   # a newer or broken module: still a hang-up
+            return pb.StreamEnd.REASON_HANGUP, f"unknown end reason {code} from the module"
+        return END_REASONS[code]
 
     def _close_call(self, call: Call, reason: int, detail: str) -> None:
         call.end(reason, detail)

@@ -96,6 +96,18 @@ async def test_round_trip_is_sample_exact(daemon, pool, server, tmp_path):
         assert not heard[start + len(tts):].any()
 
 
+async def test_stream_end_tells_a_stop_from_a_hangup(daemon, pool, server, tmp_path):
+    daemon()
+    for end, reason in (("stop", pb.StreamEnd.REASON_STOPPED), ("hangup", pb.StreamEnd.REASON_HANGUP)):
+        sim = await Sim(pool, "--calls", "1", "--seconds", "0.5", "--end", end,
+                        "--target", target(server), "--uuid-prefix", end).start()
+        await sim.wait()
+        [rec] = server.streams[f"{end}-0000"]
+        await asyncio.wait_for(rec.done.wait(), 5)
+        assert rec.kinds()[0] == "start" and rec.kinds()[-1] == "end"
+        assert rec.messages[-1].end.reason == reason, rec.messages[-1].end
+
+
 async def test_rate_conversion_both_ways(daemon, pool, server, tmp_path):
     daemon()
     rate_in, rate_ai, rate_tts = 8000, 16000, 24000

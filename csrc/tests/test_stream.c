@@ -154,7 +154,7 @@ static void test_stream_pool_full(void)
     open_ok(&p, "b", &b);
     CHECK_EQ(ss_stream_open(&p, &call, &c, err, sizeof err), SS_E_NOSLOT);
     CHECK_STR(err, "pool full: no free slot");
-    CHECK_EQ(ss_stream_close(&a), SS_OK);
+    CHECK_EQ(ss_stream_close(&a, SS_END_HANGUP), SS_OK);
     CHECK_EQ(ss_stream_open(&p, &call, &c, err, sizeof err), SS_E_NOSLOT); /* CLOSING is not free */
     CHECK_EQ(ss_slot_free(a.slot, a.gen), SS_OK);
     CHECK_EQ(ss_stream_open(&p, &call, &c, err, sizeof err), SS_OK);
@@ -171,9 +171,11 @@ static void test_stream_life_cycle_and_stale_generations(void)
     ss_stream old, cur;
     uint32_t gen;
     open_ok(&p, "first", &old);
-    CHECK_EQ(ss_stream_close(&old), SS_OK);
+    CHECK_EQ(ss_stream_close(&old, SS_END_STOP), SS_OK);
     CHECK_EQ(ss_slot_state(old.slot, &gen), SS_SLOT_CLOSING);
-    CHECK_EQ(ss_stream_close(&old), SS_E_STATE);
+    CHECK_EQ(atomic_load(&old.slot->hdr.end_reason), SS_END_STOP);
+    CHECK_EQ(ss_stream_close(&old, SS_END_UNLOAD), SS_E_STATE);
+    CHECK_EQ(atomic_load(&old.slot->hdr.end_reason), SS_END_STOP); /* the first close's */
     CHECK_EQ(ss_slot_free(old.slot, old.gen + 1), SS_E_STALE);
     CHECK_EQ(ss_slot_free(old.slot, old.gen), SS_OK);
     CHECK_EQ(ss_slot_state(old.slot, &gen), SS_SLOT_FREE);
@@ -183,14 +185,15 @@ static void test_stream_life_cycle_and_stale_generations(void)
     open_ok(&p, "second", &cur);
     CHECK(cur.slot == old.slot);
     CHECK_EQ(cur.gen, old.gen + 1);
-    CHECK_EQ(ss_stream_close(&old), SS_E_STALE);
+    CHECK_EQ(ss_stream_close(&old, SS_END_UNLOAD), SS_E_STALE);
+    CHECK_EQ(atomic_load(&cur.slot->hdr.end_reason), SS_END_HANGUP); /* fresh for the new call */
     int16_t pcm[SPF] = {0};
     CHECK_EQ(ss_stream_write(&old, SS_TRACK_IN, 0, pcm, SPF), SS_E_STALE); /* not into cur's ring */
     CHECK_EQ(ss_ring_used(&cur.rings.up[SS_TRACK_IN]), 0);
     CHECK_EQ(ss_slot_free(cur.slot, old.gen), SS_E_STALE);
     CHECK_EQ(ss_slot_state(cur.slot, &gen), SS_SLOT_ACTIVE);
     CHECK_EQ(gen, cur.gen);
-    CHECK_EQ(ss_stream_close(&cur), SS_OK);
+    CHECK_EQ(ss_stream_close(&cur, SS_END_HANGUP), SS_OK);
     ss_pool_detach(&p);
 }
 
@@ -207,7 +210,7 @@ static void test_stream_reopen_starts_clean(void)
     CHECK_EQ(ss_byte_write(&d.down, pcm, sizeof pcm), sizeof pcm);
     CHECK_EQ(ss_rec_write(&d.ctl_out, SS_CTL_MARK, 0, 0, "m", 1, 0), SS_OK);
     CHECK_EQ(ss_stream_post(&a, SS_CTL_PAYLOAD, "{}", 2), SS_OK);
-    CHECK_EQ(ss_stream_close(&a), SS_OK);
+    CHECK_EQ(ss_stream_close(&a, SS_END_HANGUP), SS_OK);
     CHECK_EQ(ss_slot_free(a.slot, a.gen), SS_OK);
 
     open_ok(&p, "b", &b);

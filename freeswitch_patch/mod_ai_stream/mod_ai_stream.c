@@ -88,6 +88,7 @@ typedef struct ais_stream {
 	int bug_closed;                /* SWITCH_ABC_TYPE_CLOSE seen */
 	int hook_cleared;              /* the read hook cannot run any more */
 	int detach_requested;          /* bug closed under us: poll thread clears the hook */
+	uint32_t end_reason;           /* enum ss_end_reason, for the AI server's StreamEnd */
 	/* Each written by one thread only. */
 	_Atomic uint64_t frames_in, frames_out, tts_frames, frames_skipped, write_errors;
 	struct ais_stream *next;
@@ -224,7 +225,7 @@ static void ais_finalize_locked(ais_stream *s)
 	if (!(s->ended && s->bug_closed && s->hook_cleared)) {
 		return;
 	}
-	if ((rc = ss_stream_close(&s->ss)) != SS_OK) {
+	if ((rc = ss_stream_close(&s->ss, s->end_reason)) != SS_OK) {
 		switch_log_printf(SWITCH_CHANNEL_UUID_LOG(s->uuid), SWITCH_LOG_DEBUG, "ai_stream: slot %u close: %s\n",
 						  s->ss.idx, ss_strerror(rc));
 	}
@@ -713,8 +714,9 @@ static int ais_start(switch_core_session_t *session, ais_args *a, char *err, siz
 }
 
 /* ctl_mutex held. */
-static int ais_stop(switch_core_session_t *session, const char *reason, char *err, size_t errlen)
+static int ais_stop(switch_core_session_t *session, uint32_t end_reason, char *err, size_t errlen)
 {
+	const char *reason = end_reason == SS_END_UNLOAD ? "unload" : "stop";
 	const char *uuid = switch_core_session_get_uuid(session);
 	ais_stream *s;
 	switch_media_bug_t *bug;
@@ -728,6 +730,7 @@ static int ais_stop(switch_core_session_t *session, const char *reason, char *er
 		return -1;
 	}
 	s->ended = 1;
+	s->end_reason = end_reason;    /* before the bug's CLOSE, which may finalize s */
 	atomic_store_explicit(&s->active, 0, memory_order_relaxed);
 	bug = s->bug;
 	use_hook = s->use_hook;
@@ -1043,7 +1046,7 @@ SWITCH_STANDARD_API(ais_api)
 		switch_mutex_unlock(globals.ctl_mutex);
 	} else if (!strcasecmp(verb, "stop")) {
 		switch_mutex_lock(globals.ctl_mutex);
-		if (ais_stop(lsession, "stop", err, sizeof(err)) == 0) {
+		if (ais_stop(lsession, SS_END_STOP, err, sizeof(err)) == 0) {
 			stream->write_function(stream, "+OK\n");
 		} else {
 			stream->write_function(stream, "-ERR %s\n", err);
@@ -1100,7 +1103,7 @@ SWITCH_STANDARD_APP(ais_app)
 
 	switch_mutex_lock(globals.ctl_mutex);
 	if (!strcasecmp(line, "stop")) {
-		rc = ais_stop(session, "stop", err, sizeof(err));
+		rc = ais_stop(session, SS_END_STOP, err, sizeof(err));
 	} else {
 		ais_args a;
 		rc = ais_parse(channel, line, &a, err, sizeof(err));
@@ -1228,7 +1231,7 @@ SWITCH_MODULE_SHUTDOWN_FUNCTION(mod_ai_stream_shutdown)
 		session = switch_core_session_force_locate(uuid);
 		if (session && running) {
 			char err[128];
-			ais_stop(session, "unload", err, sizeof(err));
+			ais_stop(session, SS_END_UNLOAD, err, sizeof(err));
 		} else if (session) {
 			ais_detach(uuid);
 		}

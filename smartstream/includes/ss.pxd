@@ -22,6 +22,7 @@ cdef extern from "ss_layout.h" nogil:
         SS_REC_PAD, SS_REC_AUDIO
         SS_CTL_PAYLOAD, SS_CTL_DTMF
         SS_CTL_HANGUP, SS_CTL_TRANSFER, SS_CTL_EVENT, SS_CTL_MARK, SS_CTL_ERROR
+        SS_END_HANGUP, SS_END_STOP, SS_END_UNLOAD
 
     ctypedef struct ss_rec:
         uint32_t len
@@ -39,6 +40,7 @@ cdef extern from "ss_layout.h" nogil:
         uint64_t rejected
 
     ctypedef struct ss_slot_hdr:
+        uint32_t end_reason
         uint32_t channel_rate
         uint32_t requested_rate
         uint32_t tracks
@@ -150,5 +152,5 @@ cdef extern from "ss_stream.h" nogil:
     uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples)
     int ss_stream_post(ss_stream *s, uint16_t type, const void *data, uint32_t len)
     long ss_stream_take(ss_stream *s, uint16_t *type, char *buf, size_t cap)
-    int ss_stream_close(ss_stream *s)
+    int ss_stream_close(ss_stream *s, uint32_t reason)
     uint32_t ss_stream_link(const ss_stream *s)
