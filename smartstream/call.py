@@ -15,6 +15,7 @@ import struct
 import time
 
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import DecodeError
 
 from . import _ring
 from .playout import Playout
@@ -202,12 +203,14 @@ class Call:
                     raise ValueError("payload must be a JSON object")
                 s = struct_pb2.Struct()
                 s.update(obj)
-            except (ValueError, TypeError) as e:
+                return pb.GatewayMessage(payload=pb.Payload(data=s))
+            # OverflowError: an integer no double holds; RecursionError and
+            # DecodeError: nesting deeper than json or protobuf allow.
+            except (ValueError, TypeError, OverflowError, RecursionError, DecodeError) as e:
                 self.log.error("send_payload rejected: %s", e)
                 self.post(_ring.CTL_ERROR, f"send_payload rejected: {e}".encode())
                 self.gw.metrics.dropped("bad_payload")
                 return None
-            return pb.GatewayMessage(payload=pb.Payload(data=s))
         if type_ == _ring.CTL_DTMF and len(data) == 5:
             digit, ms = struct.unpack("<cI", data)
             if digit in b"0123456789*#ABCDabcd":
@@ -261,8 +264,11 @@ class Call:
                 words[1] = "XML"
             self.post(_ring.CTL_TRANSFER, " ".join(w for w in words if w).encode())
         elif kind == "event":
-            data = json_format.MessageToDict(msg.event.data)
-            body = json.dumps({"name": msg.event.name, "data": data}).encode()
+            try:   # NaN and infinities have no JSON: the module could not parse them
+                data = json_format.MessageToDict(msg.event.data)
+                body = json.dumps({"name": msg.event.name, "data": data}, allow_nan=False).encode()
+            except (ValueError, RecursionError) as e:
+                raise ProtocolError(f"event data is not JSON: {e}") from None
             if len(body) > _ring.CTL_MSG_MAX:
                 raise ProtocolError(f"event of {len(body)} bytes, over {_ring.CTL_MSG_MAX}")
             self.post(_ring.CTL_EVENT, body)

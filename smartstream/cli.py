@@ -61,7 +61,7 @@ async def serve(cfg: Config, path: str | None) -> None:
     await gw.stop()
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="smartstream", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -78,11 +78,19 @@ def main(argv=None) -> int:
         p.add_argument("--log-level", dest="log_level")
     demo.add_argument("--calls", type=int, default=3)
     demo.add_argument("--seconds", type=int, default=10)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def flags(args: argparse.Namespace) -> dict:
+    """The parsed flags as settings.load takes them (None: not given)."""
+    return {"--" + name.replace("_", "-"): getattr(args, name) for name in FLAGS}
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     path = settings.config_path(args.config)
-    flags = {"--" + name.replace("_", "-"): getattr(args, name) for name in FLAGS}
     try:
-        cfg = settings.load(path, os.environ, flags)
+        cfg = settings.load(path, os.environ, flags(args))
         if args.cmd == "run":
             settings.check_host(cfg)
     except settings.SettingsError as e:

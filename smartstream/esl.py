@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 
+from .target import is_number
+
 CONNECT_TIMEOUT_S = 5.0
 REPLY_TIMEOUT_S = 10.0
 MAX_HEADERS = 64
+MAX_BODY = 1 << 20   # far above any api reply; a peer claiming more is not FreeSWITCH
 
 
 class EslError(Exception):
@@ -119,7 +122,7 @@ class Connection:
             if len(headers) > MAX_HEADERS:
                 raise Unreachable(f"{self.where} does not speak the event-socket protocol")
         length = headers.get("Content-Length", "0")
-        if not length.isdigit():
+        if not is_number(length) or int(length) > MAX_BODY:
             raise Unreachable(f"{self.where} sent a bad Content-Length: {length!r}")
         body = await self._reader.readexactly(int(length)) if int(length) else b""
         return Message(headers, body.decode("utf-8", "replace"))

@@ -136,7 +136,11 @@ class Gateway:
         for slot, track, seq, ts, pcm in py_frames:
             calls[slot].send_frame(track, seq, ts, pcm)
         for slot, type_, data in controls:
-            calls[slot].on_control(type_, data)
+            try:
+                calls[slot].on_control(type_, data)
+            except Exception:   # one call's bad message must not cost the others their tick
+                calls[slot].log.exception("control message %d from the module failed", type_)
+                self.metrics.dropped("bad_control")
         m = self.metrics
         m.frames_sent.inc(frames)
         m.bytes_sent.inc(nbytes)

@@ -80,13 +80,13 @@ def check_host(cfg: Config) -> None:
     if cfg.pool_group:
         try:
             grp.getgrnam(cfg.pool_group)
-        except KeyError:
+        except (KeyError, ValueError):   # ValueError: a NUL in the name
             raise SettingsError(f"pool_group: no group {cfg.pool_group!r} on this host") from None
     for name, ts in cfg.targets.items():
         for key in ("ca_file", "cert_file", "key_file"):
             path = getattr(ts, key)
-            if path and not os.access(path, os.R_OK):
-                raise SettingsError(f'targets."{name}".{key}: cannot read {path}')
+            if path and ("\0" in path or not os.access(path, os.R_OK)):
+                raise SettingsError(f'targets."{name}".{key}: cannot read {path!r}')
 
 
 def _apply_file(cfg: Config, path: str) -> None:
@@ -95,7 +95,7 @@ def _apply_file(cfg: Config, path: str) -> None:
             doc = tomllib.load(f)
     except OSError as e:
         raise SettingsError(f"{path}: cannot read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:   # TOML is UTF-8
         raise SettingsError(f"{path}: not valid TOML: {e}") from None
     for key, value in doc.items():
         if key == "targets":

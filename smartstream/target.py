@@ -19,11 +19,17 @@ import threading
 import time
 from dataclasses import dataclass
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# \Z, not $: "$" also matches before a trailing newline, which must not pass.
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 DEFAULT_PORT = 443      # gRPC's default when a dns:/ipv4:/ipv6: name has no port
 RESOLVE_TTL_S = 5.0     # how long a dns: resolution is reused
 SCHEMES = ("dns", "ipv4", "ipv6")
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 class TargetError(ValueError):
@@ -67,7 +73,7 @@ def parse_target(text: str) -> Target:
     if not text or len(text) > 255:
         raise TargetError(f"target {text!r}: expected host:port")
     scheme, sep, rest = text.partition(":")
-    if sep and scheme.lower() in SCHEMES and not rest.isdigit():   # "dns:50051": a host
+    if sep and scheme.lower() in SCHEMES and not is_number(rest):   # "dns:50051": a host
         return _parse_named(text, scheme.lower(), rest)
     if sep and scheme.lower() in ("unix", "unix-abstract", "vsock", "xds"):
         raise TargetError(f"target {text!r}: scheme {scheme}: not supported "
@@ -110,7 +116,7 @@ def _parse_hostport(text: str, part: str, default_port: int | None = None,
                 raise TargetError(f"target {text!r}: {host!r} is not an IPv4 address") from None
     if not port and default_port is not None:
         return Target(host, default_port)
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not is_number(port) or not 0 < int(port) < 65536:
         raise TargetError(f"target {text!r}: port must be 1..65535")
     return Target(host, int(port))
 

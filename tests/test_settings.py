@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -108,6 +109,12 @@ def test_unreadable_file_and_missing_host_resources_are_named(tmp_path):
         settings.check_host(cfg)
     with pytest.raises(SettingsError, match="pool_group: no group 'no-such-group-here'"):
         settings.check_host(Config(pool_group="no-such-group-here"))
+    with pytest.raises(SettingsError, match=re.escape("pool_group: no group 'a\\x00b'")):
+        settings.check_host(Config(pool_group="a\0b"))
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('log_level = "INFO" # caf\xe9\n'.encode("latin-1"))
+    with pytest.raises(SettingsError, match=r"latin1\.toml: not valid TOML"):
+        settings.load(str(latin1), {})
 
 
 def test_a_wrong_token_type_does_not_echo_secrets(tmp_path):

@@ -28,6 +28,9 @@ def test_valid_targets(text, host, port):
     ("[::1]50051", "expected [ipv6]:port"),
     ("[nope]:80", "not an IPv6 address"),
     ("a" * 300 + ":1", "expected host:port"),
+    ("host:5²", "port must be"),               # a digit to str.isdigit(), not to int()
+    ("asr\n:50051", "not a host name"),        # would end an event-socket command line
+    ("dns:///asr\n:50051", "not a host name"),
 ])
 def test_invalid_targets_say_why(text, why):
     with pytest.raises(TargetError, match=re.escape(why)):
