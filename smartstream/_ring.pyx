@@ -245,6 +245,11 @@ cdef class Pool:
     def daemon_epoch(self):
         return self.pool.hdr.daemon_epoch
 
+    @property
+    def heartbeat_ns(self):
+        """CLOCK_MONOTONIC of the daemon's last tick (0: none yet)."""
+        return self.pool.hdr.heartbeat_ns
+
     def heartbeat(self):
         ss.ss_daemon_heartbeat(&self.pool, ss.ss_now_ns())
 

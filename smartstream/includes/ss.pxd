@@ -63,6 +63,7 @@ cdef extern from "ss_layout.h" nogil:
         ss_ring ctl_out
 
     ctypedef struct ss_pool_hdr:
+        uint64_t heartbeat_ns
         uint32_t slot_count
         uint32_t daemon_pid
         uint32_t daemon_epoch
