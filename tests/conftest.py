@@ -8,6 +8,9 @@ import uuid
 
 import pytest
 
+from .aiserver import AIServer
+from .harness import Daemon
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
 MEDIASIM = os.path.join(CSRC, "build", "mediasim")
@@ -56,3 +59,27 @@ def mediasim():
     if r.returncode != 0 or not os.access(MEDIASIM, os.X_OK):
         pytest.fail(f"make -C csrc failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return MEDIASIM
+
+
+@pytest.fixture
+def daemon(pool, tmp_path):
+    """daemon(*args, slots=16) starts `smartstream run` on the test's pool;
+    every daemon started is killed afterwards."""
+    started = []
+
+    def start(*args, slots=16):
+        d = Daemon(pool, tmp_path, *args, slots=slots).start()
+        started.append(d)
+        return d
+    yield start
+    for d in started:
+        d.cleanup()
+
+
+@pytest.fixture
+async def server():
+    """A real grpc.aio AI server on loopback (tests/aiserver.py)."""
+    s = AIServer()
+    await s.start()
+    yield s
+    await s.stop(0)

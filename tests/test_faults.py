@@ -22,7 +22,7 @@ import pytest
 from smartstream.v1 import smartstream_pb2 as pb
 
 from .aiserver import AIServer
-from .harness import Daemon, Sim
+from .harness import Sim
 from .test_interop import NodeProc, noise, until, write_wav
 
 RATE = 16000
@@ -31,25 +31,9 @@ transports = pytest.mark.parametrize("transport", ["fast", "grpcio"])
 
 
 @pytest.fixture
-def daemon(pool, tmp_path):
-    started = []
-
-    def start(*args, slots=16):
-        d = Daemon(pool, tmp_path, *args, slots=slots).start()
-        started.append(d)
-        return d
-    yield start
-    for d in started:
-        d.cleanup()
-
-
-@pytest.fixture
-async def bystander():
+def bystander(server):
     """A healthy AI server: calls to it must not notice the faults elsewhere."""
-    s = AIServer()
-    await s.start()
-    yield s
-    await s.stop(0)
+    return server
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ gateway daemon -> gRPC -> a real grpc.aio server in the test, and back."""
 from __future__ import annotations
 
 import asyncio
-import os
 import wave
 
 import numpy as np
@@ -11,33 +10,16 @@ import pytest
 
 from smartstream.v1 import smartstream_pb2 as pb
 
-from .aiserver import AIServer
-from .harness import Daemon, Sim
+from .harness import Sim
 
 FRAME_MS = 20
 pytestmark = pytest.mark.usefixtures("mediasim")
 
 
 @pytest.fixture(params=["fast", "grpcio"])
-def daemon(request, pool, tmp_path):
+def daemon(request, daemon):
     """The daemon with each transport: the same behaviour is asked of both."""
-    started = []
-
-    def start(*args, slots=16):
-        d = Daemon(pool, tmp_path, "--transport", request.param, *args, slots=slots).start()
-        started.append(d)
-        return d
-    yield start
-    for d in started:
-        d.cleanup()
-
-
-@pytest.fixture
-async def server():
-    s = AIServer()
-    await s.start()
-    yield s
-    await s.stop(0)
+    return lambda *args, **kw: daemon("--transport", request.param, *args, **kw)
 
 
 def noise_wav(path, rate: int, seconds: float, seed: int = 1) -> np.ndarray:

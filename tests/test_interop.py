@@ -26,7 +26,7 @@ from smartstream.v1 import smartstream_pb2 as pb
 from smartstream.v1 import smartstream_pb2_grpc as pb_grpc
 
 from .aiserver import AIServer
-from .harness import REPO, Daemon, Sim
+from .harness import REPO, Sim
 
 NODE_DIR = REPO / "tests" / "node_server"
 pytestmark = pytest.mark.usefixtures("mediasim")
@@ -143,19 +143,6 @@ def tls_config(path: Path, port: int, ca_file: str) -> str:
     path.write_text(f'[targets."127.0.0.1:{port}"]\ntls = true\nca_file = "{ca_file}"\n'
                     f'server_name = "localhost"\n')
     return str(path)
-
-
-@pytest.fixture
-def daemon(pool, tmp_path):
-    started = []
-
-    def start(*args, slots=16):
-        d = Daemon(pool, tmp_path, *args, slots=slots).start()
-        started.append(d)
-        return d
-    yield start
-    for d in started:
-        d.cleanup()
 
 
 # ---- the tests --------------------------------------------------------------------

@@ -11,20 +11,11 @@ import pytest
 
 from smartstream.v1 import smartstream_pb2 as pb
 
-from .aiserver import AIServer
 from .harness import Daemon, Sim
 
 pytestmark = pytest.mark.usefixtures("mediasim")
 CALLS, SECONDS = 3, 5
 IN_FLIGHT = 3   # frames the killed daemon had drained but not yet put on the wire: at most a tick or two
-
-
-@pytest.fixture
-async def server():
-    s = AIServer()
-    await s.start()
-    yield s
-    await s.stop(0)
 
 
 @pytest.mark.parametrize("transport", ["fast", "grpcio"])

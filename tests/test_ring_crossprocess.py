@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from smartstream import _ring
 from smartstream._ring import Batch, Pool
