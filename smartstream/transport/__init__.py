@@ -12,7 +12,7 @@ import dataclasses
 from typing import Protocol
 
 from ..config import Config, TargetSettings
-from ..target import Target
+from ..target import Target, next_address
 from ..v1 import smartstream_pb2 as pb
 
 
@@ -54,6 +54,15 @@ class Transport(abc.ABC):
         """The target's settings; a call that asked for TLS gets it either way."""
         ts = self.config.target_settings(target.authority)
         return dataclasses.replace(ts, tls=True) if tls and not ts.tls else ts
+
+    def address(self, target: Target, tls: bool) -> tuple[Target, TargetSettings]:
+        """Where a new stream goes and with which settings: dns:/ipv4:/ipv6:
+        names give the next address, round-robin (connections are per address)."""
+        ts = self.settings(target, tls)
+        addr = next_address(target)
+        if target.scheme == "dns" and ts.tls and not ts.server_name:
+            ts = dataclasses.replace(ts, server_name=target.host)   # check the name, not the IP
+        return addr, ts
 
     @abc.abstractmethod
     def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:

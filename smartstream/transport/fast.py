@@ -10,7 +10,6 @@ limit is never hit silently.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import ssl
 import time
@@ -19,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 from .._h2 import H2Connection
 from ..config import Config, TargetSettings
-from ..target import Target, next_address
+from ..target import Target
 from ..v1 import smartstream_pb2 as pb
 from . import Stream, StreamHandler, Transport
 
@@ -132,11 +131,7 @@ class FastTransport(Transport):
         self._conns: dict[tuple[str, bool], list[_Conn]] = {}
 
     def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:
-        ts = self.settings(target, tls)
-        # dns:/ipv4:/ipv6: names: the next address round-robin; connections are per address.
-        addr = next_address(target)
-        if target.scheme == "dns" and ts.tls and not ts.server_name:
-            ts = dataclasses.replace(ts, server_name=target.host)   # check the name, not the IP
+        addr, ts = self.address(target, tls)
         key = (addr.authority, ts.tls)
         conns = self._conns.setdefault(key, [])
         conn = next((c for c in conns if c.usable(self.config.streams_per_channel)), None)

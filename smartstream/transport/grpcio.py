@@ -7,13 +7,12 @@ silently: the next stream opens a new connection instead of queueing.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 
 import grpc
 
 from ..config import Config, TargetSettings
-from ..target import Target, next_address
+from ..target import Target
 from ..v1 import smartstream_pb2 as pb
 from ..v1 import smartstream_pb2_grpc as pb_grpc
 from . import Stream, StreamHandler, Transport
@@ -134,11 +133,7 @@ class GrpcioTransport(Transport):
         self._channels: dict[tuple[str, bool], list[_Channel]] = {}
 
     def open_stream(self, target: Target, handler: StreamHandler, tls: bool = False) -> Stream:
-        ts = self.settings(target, tls)
-        # dns:/ipv4:/ipv6: names: the next address round-robin; channels are per address.
-        addr = next_address(target)
-        if target.scheme == "dns" and ts.tls and not ts.server_name:
-            ts = dataclasses.replace(ts, server_name=target.host)   # check the name, not the IP
+        addr, ts = self.address(target, tls)
         chans = self._channels.setdefault((addr.authority, ts.tls), [])
         ch = next((c for c in chans if c.streams < self.config.streams_per_channel), None)
         if ch is None:
