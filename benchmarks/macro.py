@@ -124,6 +124,14 @@ def scrape(admin: str) -> dict[str, float]:
                                      if line and not line.startswith("#"))}
 
 
+def scrape_if_up(admin: str) -> dict[str, float] | None:
+    """/metrics, or None if the daemon's loop is too busy to answer it."""
+    try:
+        return scrape(admin)
+    except OSError:   # TimeoutError included
+        return None
+
+
 def bucket_quantile(counts: list[float], q: float) -> float:
     """Upper bound (s) of the bucket holding quantile q of cumulative counts; inf past the last."""
     total = counts[-1]
@@ -192,7 +200,7 @@ def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
         # N streams is a one-off set-up that would otherwise be most of a short
         # run's p99.
         time.sleep(n * stagger_ms / 1000 + SETTLE)
-        before, t_late = scrape(admin) if system != "ws" else {}, time.monotonic_ns()
+        before, t_late = scrape_if_up(admin) if system != "ws" else {}, time.monotonic_ns()
         while sim.poll() is None:
             rss_peak = max(rss_peak, rss_bytes(gw.pid))
             time.sleep(0.25)
@@ -210,7 +218,7 @@ def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
                 last, deadline = st.get("frames"), min(deadline + 2, time.monotonic() + 3)
             time.sleep(0.25)
         cpu1, t2 = cpu_seconds(gw.pid), time.monotonic_ns()
-        after = scrape(admin) if system != "ws" else {}
+        after = scrape_if_up(admin) if system != "ws" else {}
         gw.send_signal(signal.SIGTERM)
         gw.wait(20)
         sink.send_signal(signal.SIGTERM)
@@ -223,7 +231,8 @@ def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
         else:
             name = "smartstream_tick_lateness_seconds_bucket{le=\"%s\"}"
             keys = [name % le for le in BUCKETS] + [name % "+Inf"]
-            counts = [after[k] - before.get(k, 0) for k in keys]
+            # An endpoint that did not answer: the loop could not keep up.
+            counts = [after[k] - before.get(k, 0) for k in keys] if before and after else None
         frames = st["frames"]
         window = (t2 - t0) / 1e9   # the CPU window: the run and its tail
         return dict(
@@ -231,7 +240,8 @@ def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
             lost=written - frames, ring_dropped=sim_summary["dropped"], sim_late_ticks=sim_summary["late_ticks"],
             cpu_us_per_frame=(cpu1 - cpu0) / max(frames, 1) * 1e6,
             gateway_core_pct=(cpu1 - cpu0) / window * 100,
-            tick_p50_ms=bucket_quantile(counts, 0.5) * 1e3, tick_p99_ms=bucket_quantile(counts, 0.99) * 1e3,
+            tick_p50_ms=bucket_quantile(counts, 0.5) * 1e3 if counts else float("inf"),
+            tick_p99_ms=bucket_quantile(counts, 0.99) * 1e3 if counts else float("inf"),
             hook_p50_ms=pct(st["latency_us"], 0.5) / 1e3, hook_p99_ms=pct(st["latency_us"], 0.99) / 1e3,
             rss_kib_per_call=(rss_peak - rss0) / n / 1024,
             sink_core_pct=(st["cpu_s"] - sink0["cpu_s"]) / window * 100)
@@ -319,12 +329,15 @@ def plot(runs: list[dict], out: Path) -> None:
         print("no plots: pip install matplotlib", file=sys.stderr)
         return
     for key, ylabel, name in (("cpu_us_per_frame", "gateway CPU µs per frame", "cpu_per_frame.png"),
-                              ("tick_p99_ms", "p99 tick lateness, ms (bucket bound)", "tick_lateness_p99.png")):
+                              ("tick_p99_ms", "p99 tick lateness, ms (bucket bound)", "tick_lateness_p99.png"),
+                              ("hook_p99_ms", "p99 hook → AI server, ms", "hook_to_ai_p99.png")):
         fig, ax = plt.subplots(figsize=(6, 4))
         for system in SYSTEMS:
             pts = sorted((r["calls"], r[key]) for r in runs if r["system"] == system)
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=system)
+        if key != "cpu_us_per_frame":
+            ax.set_yscale("log")   # the saturated systems are orders of magnitude off
         ax.set_xlabel("concurrent calls (N)")
         ax.set_ylabel(ylabel)
         ax.legend()
@@ -358,16 +371,20 @@ def main() -> None:
     doc = [f"{len(runs) and runs[0]['seconds']:g} s per run; {os.cpu_count()} CPUs, "
            f"gateway on CPU 0, sink + mediasim on CPU 1.\n", table(runs)]
     search_runs = []
+    write(args.out, doc, runs, search_runs)   # kept even if the search is cut short
     if args.search:
         found = {s: search(s, args, work, search_runs) for s in systems}
         doc += [f"\nMaximum concurrent calls with p99 tick lateness ≤ 5 ms and no frame lost "
                 f"({args.search_seconds:g} s runs, N ≤ {args.search_max}):\n",
                 "| system | max N |", "|---|---|", *(f"| {s} | {n} |" for s, n in found.items())]
-    text = "\n".join(doc) + "\n"
-    (args.out / "latest.md").write_text(text)
-    (work / "latest.json").write_text(json.dumps(runs + search_runs, indent=1))
-    plot(runs, args.out)
-    print(text)
+        write(args.out, doc, runs, search_runs)
+    print("\n".join(doc))
+
+
+def write(out: Path, doc: list[str], runs: list[dict], search_runs: list[dict]) -> None:
+    (out / "latest.md").write_text("\n".join(doc) + "\n")
+    (out / "raw" / "latest.json").write_text(json.dumps(runs + search_runs, indent=1))
+    plot(runs, out)
 
 
 if __name__ == "__main__":
