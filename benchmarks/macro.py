@@ -132,6 +132,13 @@ def scrape_if_up(admin: str) -> dict[str, float] | None:
         return None
 
 
+def bucket_counts(before: dict, after: dict, name: str) -> list[float]:
+    """A scraped histogram's cumulative bucket counts (BUCKETS, then +Inf)
+    between two scrapes."""
+    key = name + "_bucket{le=\"%s\"}"
+    return [after.get(k, 0) - before.get(k, 0) for k in [key % le for le in BUCKETS] + [key % "+Inf"]]
+
+
 def bucket_quantile(counts: list[float], q: float) -> float:
     """Upper bound (s) of the bucket holding quantile q of cumulative counts; inf past the last."""
     total = counts[-1]
@@ -229,10 +236,9 @@ def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
             late = [us / 1e6 for at, us in ticks if t_late <= at <= t1]
             counts = [sum(x <= le for x in late) for le in BUCKETS] + [len(late)]
         else:
-            name = "smartstream_tick_lateness_seconds_bucket{le=\"%s\"}"
-            keys = [name % le for le in BUCKETS] + [name % "+Inf"]
             # An endpoint that did not answer: the loop could not keep up.
-            counts = [after[k] - before.get(k, 0) for k in keys] if before and after else None
+            counts = (bucket_counts(before, after, "smartstream_tick_lateness_seconds")
+                      if before and after else None)
         frames = st["frames"]
         window = (t2 - t0) / 1e9   # the CPU window: the run and its tail
         return dict(

@@ -38,10 +38,12 @@ class Recorded:
 
 
 class AIServer(pb_grpc.AIStreamServicer):
-    """Streams by call uuid (a resumed call adds a stream to its list)."""
+    """Streams by call uuid (a resumed call adds a stream to its list), and
+    each call's authorization header (the last stream's)."""
 
     def __init__(self, on_start=None):
         self.streams: dict[str, list[Recorded]] = {}
+        self.auth: dict[str, str | None] = {}
         self.started = asyncio.Queue()
         self.on_start = on_start
         self.server = None
@@ -49,12 +51,14 @@ class AIServer(pb_grpc.AIStreamServicer):
 
     async def Stream(self, request_iterator, context):
         rec = Recorded()
+        auth = dict(context.invocation_metadata()).get("authorization")
 
         async def read():
             async for msg in request_iterator:
                 rec.messages.append(msg)
                 if len(rec.messages) == 1:
                     self.streams.setdefault(msg.start.call_uuid, []).append(rec)
+                    self.auth[msg.start.call_uuid] = auth
                     self.started.put_nowait(rec)
                     if self.on_start:
                         self.on_start(rec)

@@ -1,7 +1,6 @@
 """For the service tests: the daemon (tests/harness.Daemon) with a config file
 that puts its admin endpoint on a free loopback port, smartstreamctl as a real
-process, a scrape of the daemon's /metrics, and the fixtures they share (import
-them by name: server)."""
+process and a scrape of the daemon's /metrics."""
 from __future__ import annotations
 
 import asyncio
@@ -12,37 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .aiserver import AIServer
 from .harness import REPO, Daemon, free_port
-
-
-class TokenServer(AIServer):
-    """The test AI server, also recording each call's authorization header."""
-
-    def __init__(self):
-        super().__init__()
-        self.auth: dict[str, str | None] = {}
-
-    async def Stream(self, request_iterator, context):
-        auth = dict(context.invocation_metadata()).get("authorization")
-
-        async def tagged():
-            async for msg in request_iterator:
-                if msg.HasField("start"):
-                    self.auth[msg.start.call_uuid] = auth
-                yield msg
-        await super().Stream(tagged(), context)
-
-
-@pytest.fixture
-async def server():
-    s = TokenServer()
-    await s.start()
-    yield s
-    await s.stop(0)
 
 
 def write_config(path: Path, **keys) -> Path:

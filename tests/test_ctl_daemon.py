@@ -12,7 +12,7 @@ from smartstream.config import Config
 from smartstream.gateway import Gateway
 
 from .daemon_kit import ctl as run_ctl
-from .daemon_kit import free_port, server, start_daemon  # noqa: F401 (fixtures)
+from .daemon_kit import free_port, start_daemon
 from .harness import Sim
 
 pytestmark = pytest.mark.usefixtures("mediasim")

@@ -13,7 +13,6 @@ from smartstream._router import SAMPLE_EVERY
 
 from smartstream.v1 import smartstream_pb2 as pb
 
-from .daemon_kit import server  # noqa: F401 (fixtures)
 from .daemon_kit import scrape, start_daemon, until
 from .harness import Sim
 

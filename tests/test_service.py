@@ -18,7 +18,6 @@ import pytest
 
 from smartstream.v1 import smartstream_pb2 as pb
 
-from .daemon_kit import server  # noqa: F401 (fixtures)
 from .daemon_kit import start_daemon, until, write_config
 from .harness import REPO, Sim
 

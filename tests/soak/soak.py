@@ -34,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
-from macro import BUCKETS, MEDIASIM, bucket_quantile, free_port, read_json, scrape, wait_for  # noqa: E402
+from macro import MEDIASIM, bucket_counts, bucket_quantile, free_port, read_json, scrape, wait_for  # noqa: E402
 
 from smartstream import _ring  # noqa: E402
 
@@ -50,9 +50,7 @@ def proc_status(pid: int) -> dict:
 
 
 def p99_ms(before: dict, after: dict, name: str) -> float:
-    key = name + "_bucket{le=\"%s\"}"
-    keys = [key % le for le in BUCKETS] + [key % "+Inf"]
-    return bucket_quantile([after.get(k, 0) - before.get(k, 0) for k in keys], 0.99) * 1e3
+    return bucket_quantile(bucket_counts(before, after, name), 0.99) * 1e3
 
 
 class SlotCounter:
