@@ -33,7 +33,7 @@
 #endif
 
 #define SS_POOL_MAGIC      0x4c4f4f504d545353ULL /* "SSTMPOOL" read little-endian */
-#define SS_LAYOUT_VERSION  2u
+#define SS_LAYOUT_VERSION  3u
 #define SS_CACHELINE       64
 #define SS_POOL_HDR_BYTES  4096
 

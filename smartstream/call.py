@@ -168,6 +168,12 @@ class Call:
         self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_FAILED)
         self.post(_ring.CTL_ERROR, reason.encode()[:_ring.CTL_MSG_MAX])
 
+    def refuse(self, kind: str, code: int, detail: str) -> None:
+        """A server message the stream goes on without (proto: Refused)."""
+        self.gw.metrics.refused.labels(kind, pb.Refused.Code.Name(code)).inc()
+        if self.stream is not None:
+            self.stream.send(pb.GatewayMessage(refused=pb.Refused(message=kind, code=code, detail=detail)))
+
     def post(self, type_: int, data: bytes) -> None:
         """A control message to the module; a full ring is logged, not fatal."""
         try:

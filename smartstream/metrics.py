@@ -18,6 +18,9 @@ class Metrics:
                              ["reason"], registry=r)
         self.stream_errors = Counter("smartstream_stream_errors_total", "Streams broken, by gRPC status",
                                      ["code"], registry=r)
+        self.refused = Counter("smartstream_server_messages_refused_total",
+                               "AI server messages answered with Refused, by message and code",
+                               ["message", "code"], registry=r)
         self.reconnects = Counter("smartstream_reconnects_total", "Stream resumes, by the gRPC status that broke it",
                                   ["code"], registry=r)
         self.ring_overruns = Counter("smartstream_ring_overruns_total",
