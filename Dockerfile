@@ -3,9 +3,10 @@
 # run from this one image (see docker-compose.yml).
 #
 # It installs exactly as the README's set-up does: `make install` from the
-# top-level Makefile (its APT_PACKAGES, `pip install -e '.[test]'`,
-# `make -C csrc`). The Makefile is the single source; tests/test_deploy.py
-# checks that this file calls it and installs nothing else of the project's.
+# top-level Makefile (its APT_PACKAGES, a virtual environment, `pip install -e .`),
+# then the C build of the simulator (`make -C csrc`). The Makefiles are the single
+# source; tests/test_deploy.py checks that this file calls them and installs
+# nothing else of the project's.
 FROM debian:bookworm-slim
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -13,18 +14,17 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# What `make install` itself needs before it can run: make, and Python with a
-# virtual environment (Debian's Python refuses system-wide pip installs, PEP 668).
+# What `make install` itself needs before it can run; it apt-installs the rest.
 RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends make python3 python3-venv ca-certificates \
- && python3 -m venv "$VIRTUAL_ENV" \
+ && apt-get install -y -qq --no-install-recommends make \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/smartstream
 COPY . .
 # Build artefacts of the host's checkout are rebuilt here, not reused.
-RUN rm -rf build csrc/build smartstream/*.so \
- && make install PYTHON=python3 \
+RUN rm -rf build csrc/build smartstream/*.so .venv \
+ && make install VENV="$VIRTUAL_ENV" \
+ && make -C csrc \
  && rm -rf /var/lib/apt/lists/*
 
 # /metrics, /status, /health: on every interface inside the container, so

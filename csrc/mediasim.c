@@ -21,10 +21,12 @@
  *   {"uuid":"sim-0001","type":"hangup","data":"NORMAL_CLEARING"}
  *       type: hangup, transfer, event, mark, error (unknown for anything else);
  *       data: the message text, invalid UTF-8 replaced by U+FFFD
- *   {"summary":true,"calls":C,"frames_written":F,"tts_frames":T,"tts_underruns":U,
- *    "dropped":D,"late_ticks":L,"max_late_us":M}
+ *   {"uuid":"sim-0001","type":"send_dtmf","data":"12#","duration_ms":100}
+ *       DTMF the AI server plays into the call: digits, then ms per digit
+ *   {"summary":true,"calls":C,"frames_written":F,"silence_frames":S,"tts_frames":T,
+ *    "tts_underruns":U,"dropped":D,"late_ticks":L,"max_late_us":M}
  *       C calls opened (churn included), F frames accepted by the up rings (all
- *       tracks), T ticks that played TTS, U of them only partly, D frames the up
+ *       tracks), S of them silence records (--cng), T ticks that played TTS, U of them only partly, D frames the up
  *       rings dropped, L ticks that started over half a frame late, M the latest.
  *
  * Exit codes: 0 done (or SIGINT/SIGTERM), 1 a recording failed, 2 bad
@@ -54,7 +56,9 @@ enum { EXIT_IO = 1, EXIT_ARGS = 2, EXIT_POOL = 3 };
 
 static struct opts {
     const char *pool, *target, *prefix, *source, *record, *payload, *dtmf;
+    const char *metadata, *caller, *callee;
     uint32_t calls, rate, ptime, req_rate, tracks, stagger_ms, end;
+    uint32_t talk_ms, cng_ms;   /* --cng: talk this long, then send nothing this long */
     double seconds, call_seconds, wait_daemon;
     int churn;
 } o = {
@@ -79,7 +83,8 @@ typedef struct line {
 } line;
 
 static struct {
-    uint64_t calls, frames_written, tts_frames, tts_underruns, dropped, late_ticks, max_late_us;
+    uint64_t calls, frames_written, silence_frames, tts_frames, tts_underruns, dropped, late_ticks,
+        max_late_us;
 } stats;
 
 static volatile sig_atomic_t stop;
@@ -188,6 +193,7 @@ static const char *ctl_name(uint16_t type)
     case SS_CTL_EVENT: return "event";
     case SS_CTL_MARK: return "mark";
     case SS_CTL_ERROR: return "error";
+    case SS_CTL_SEND_DTMF: return "send_dtmf";
     }
     return "unknown";
 }
@@ -203,6 +209,7 @@ static void try_open(line *l, uint64_t now)
     char err[256];
     ss_call call = {
         .uuid = l->uuid, .target = o.target, .codec = "L16", .channel_rate = o.rate,
+        .metadata = o.metadata, .caller = o.caller, .callee = o.callee,
         .requested_rate = o.req_rate, .tracks = o.tracks,
     };
     int rc = ss_stream_open(&pool, &call, &l->st, err, sizeof err);
@@ -268,9 +275,12 @@ static void end_call(line *l, uint64_t tick)
     }
 }
 
+/* pcm NULL: the phone sent nothing (CNG); the module writes a silence record. */
 static void write_track(line *l, unsigned track, uint64_t now, const int16_t *pcm)
 {
-    int rc = ss_stream_write(&l->st, track, now, pcm, spf);
+    int rc = pcm ? ss_stream_write(&l->st, track, now, pcm, spf)
+                 : ss_stream_write_silence(&l->st, track, now, spf);
+    stats.silence_frames += !pcm && rc == SS_OK;
     if (rc == SS_OK) {
         stats.frames_written++;
     } else if (!l->write_failed) {
@@ -283,8 +293,9 @@ static void run_frame(line *l, uint64_t now)
 {
     static int16_t pcm[SPF_MAX];
     if (o.tracks & SS_TRACKS_MASK_IN) {
+        int quiet = o.cng_ms && l->s * o.ptime % (o.talk_ms + o.cng_ms) >= o.talk_ms;
         fill_frame(l, pcm);
-        write_track(l, SS_TRACK_IN, now, pcm);
+        write_track(l, SS_TRACK_IN, now, quiet ? NULL : pcm);
     }
     memset(pcm, 0, spf * sizeof *pcm);
     uint32_t got = ss_stream_read_tts(&l->st, pcm, spf);
@@ -327,7 +338,14 @@ static int take_controls(line *l)
         printf("{\"uuid\":");
         json_string(l->uuid, strlen(l->uuid));
         printf(",\"type\":\"%s\",\"data\":", ctl_name(type));
-        json_string(buf, (size_t)n);
+        if (type == SS_CTL_SEND_DTMF && n >= 4) {   /* uint32 LE ms, then the digits */
+            const uint8_t *u = (const uint8_t *)buf;
+            json_string(buf + 4, (size_t)n - 4);
+            printf(",\"duration_ms\":%lu", (unsigned long)u[0] | (unsigned long)u[1] << 8 |
+                   (unsigned long)u[2] << 16 | (unsigned long)u[3] << 24);
+        } else {
+            json_string(buf, (size_t)n);
+        }
         printf("}\n");
         if (type == SS_CTL_HANGUP)
             return 1;
@@ -407,10 +425,11 @@ static void run(line *lines)
     for (uint32_t i = 0; i < o.calls; i++)
         if (lines[i].state == LINE_LIVE)
             close_call(&lines[i]);
-    printf("{\"summary\":true,\"calls\":%llu,\"frames_written\":%llu,\"tts_frames\":%llu,"
+    printf("{\"summary\":true,\"calls\":%llu,\"frames_written\":%llu,\"silence_frames\":%llu,"
+           "\"tts_frames\":%llu,"
            "\"tts_underruns\":%llu,\"dropped\":%llu,\"late_ticks\":%llu,\"max_late_us\":%llu}\n",
            (unsigned long long)stats.calls, (unsigned long long)stats.frames_written,
-           (unsigned long long)stats.tts_frames, (unsigned long long)stats.tts_underruns,
+           (unsigned long long)stats.silence_frames, (unsigned long long)stats.tts_frames, (unsigned long long)stats.tts_underruns,
            (unsigned long long)stats.dropped, (unsigned long long)stats.late_ticks,
            (unsigned long long)stats.max_late_us);
 }
@@ -432,11 +451,15 @@ static const char usage_text[] =
     "  --record DIR          write what each caller heard to DIR/<uuid>.wav\n"
     "  --payload JSON        send_payload once per call after its first frame\n"
     "  --dtmf DIGITS         DTMF digits (0-9 * # A-D), 100 ms each, after the first frame\n"
+    "  --metadata JSON       StreamStart.metadata of every call (uuid_ai_stream metadata=)\n"
+    "  --caller NUM          caller id number; --callee NUM: destination number\n"
     "  --wait-daemon S       how long to retry a missing daemon or a full pool (5)\n"
     "  --stagger MS          delay between opening consecutive calls (0)\n"
     "  --call-seconds S      each call hangs up after S seconds (whole run)\n"
     "  --churn               a line whose call ended starts a new call, new uuid\n"
-    "  --end hangup|stop     how calls end, as the AI server's StreamEnd says (hangup)\n";
+    "  --end hangup|stop     how calls end, as the AI server's StreamEnd says (hangup)\n"
+    "  --cng TALK:QUIET      caller suppresses silence: TALK ms of audio, then QUIET ms of\n"
+    "                        nothing (CNG), written as silence records as the module does\n";
 
 static void bad_arg(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void bad_arg(const char *fmt, ...)
@@ -467,6 +490,17 @@ static double arg_secs(const char *name, const char *s)
     return v;
 }
 
+static void arg_cng(const char *s)
+{
+    unsigned talk, quiet;
+    char end;
+    if (sscanf(s, "%u:%u%c", &talk, &quiet, &end) != 2 || !talk || !quiet || talk > 3600000 ||
+        quiet > 3600000)
+        bad_arg("--cng: expected TALK:QUIET in ms, both 1..3600000, got '%s'", s);
+    o.talk_ms = talk;
+    o.cng_ms = quiet;
+}
+
 static uint32_t arg_tracks(const char *s)
 {
     if (!strcmp(s, "in"))
@@ -491,7 +525,7 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_POOL = 256, O_CALLS, O_RATE, O_PTIME, O_SECONDS, O_TARGET, O_SRATE, O_TRACKS,
            O_PREFIX, O_SOURCE, O_RECORD, O_PAYLOAD, O_DTMF, O_WAIT, O_STAGGER, O_CALLSECS,
-           O_CHURN, O_END, O_HELP };
+           O_CHURN, O_END, O_METADATA, O_CALLER, O_CALLEE, O_CNG, O_HELP };
     static const struct option longopts[] = {
         {"pool", 1, 0, O_POOL}, {"calls", 1, 0, O_CALLS}, {"rate", 1, 0, O_RATE},
         {"ptime", 1, 0, O_PTIME}, {"seconds", 1, 0, O_SECONDS}, {"target", 1, 0, O_TARGET},
@@ -499,7 +533,9 @@ static void parse_args(int argc, char **argv)
         {"uuid-prefix", 1, 0, O_PREFIX}, {"source", 1, 0, O_SOURCE}, {"record", 1, 0, O_RECORD},
         {"payload", 1, 0, O_PAYLOAD}, {"dtmf", 1, 0, O_DTMF}, {"wait-daemon", 1, 0, O_WAIT},
         {"stagger", 1, 0, O_STAGGER}, {"call-seconds", 1, 0, O_CALLSECS},
-        {"churn", 0, 0, O_CHURN}, {"end", 1, 0, O_END}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+        {"churn", 0, 0, O_CHURN}, {"end", 1, 0, O_END}, {"metadata", 1, 0, O_METADATA},
+        {"caller", 1, 0, O_CALLER}, {"callee", 1, 0, O_CALLEE}, {"cng", 1, 0, O_CNG},
+        {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
     };
     opterr = 0;
     int ch;
@@ -524,6 +560,10 @@ static void parse_args(int argc, char **argv)
         case O_CALLSECS: o.call_seconds = arg_secs("call-seconds", a); break;
         case O_CHURN: o.churn = 1; break;
         case O_END: o.end = arg_end(a); break;
+        case O_METADATA: o.metadata = a; break;
+        case O_CALLER: o.caller = a; break;
+        case O_CALLEE: o.callee = a; break;
+        case O_CNG: arg_cng(a); break;
         case O_HELP: fputs(usage_text, stdout); exit(0);
         default: bad_arg("unknown option or missing value: %s", argv[optind - 1]);
         }

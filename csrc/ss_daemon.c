@@ -1,38 +1,99 @@
 /* ss_daemon.c: see ss_daemon.h. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "ss_daemon.h"
 
+#define SS_STATE_TRIES 64
+
+/* Under the lock: make the file we created a pool, or re-attach the one
+ * found, which must be valid (anything else is left as it is). */
+static int open_locked(int fd, int created, const char *path, uint32_t slots, mode_t mode,
+                       ss_pool *out, int *reattached, char *err, size_t errlen)
+{
+    struct stat st;
+    int rc = ss_pool_check_private(fd, path, geteuid(), &st, err, errlen);
+    if (rc == SS_OK && created) {
+        rc = ss_pool_init_fd(fd, path, slots, mode, out, err, errlen);
+        if (rc)
+            unlink(path);
+        return rc;
+    }
+    /* A pool from a build that only sized it gets its memory now. */
+    if (rc == SS_OK)
+        rc = ss_pool_allocate(fd, path, (uint64_t)st.st_size, err, errlen);
+    if (rc == SS_OK && fstat(fd, &st) < 0)
+        rc = SS_E_SYS;
+    if (rc == SS_OK)
+        rc = ss_pool_map_fd(fd, path, &st, out, err, errlen);
+    *reattached = rc == SS_OK;
+    return rc;
+}
+
+/* One daemon per pool, for its whole life: the lock goes with the fd. The
+ * creator waits for it (a daemon that opened our new file in between only
+ * holds it to refuse the empty file); any other open must get it at once. */
+static int lock_pool(int fd, int created, const char *path, char *err, size_t errlen)
+{
+    if (flock(fd, created ? LOCK_EX : LOCK_EX | LOCK_NB) == 0)
+        return SS_OK;
+    int e = errno;
+    uint32_t pid = 0;
+    if (pread(fd, &pid, sizeof pid, offsetof(ss_pool_hdr, daemon_pid)) != (ssize_t)sizeof pid)
+        pid = 0;
+    if (e != EWOULDBLOCK) {
+        snprintf(err, errlen, "lock %s: %s", path, strerror(e));
+        return SS_E_SYS;
+    }
+    snprintf(err, errlen, "pool %s is in use by another smartstream daemon (pid %u)", path,
+             (unsigned)pid);
+    return SS_E_BUSY;
+}
+
 int ss_daemon_open(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
                    int *reattached, char *err, size_t errlen)
 {
-    struct stat st;
-    int rc;
     *reattached = 0;
-    if (stat(path, &st) == 0) {
-        if (st.st_uid != geteuid()) {
-            snprintf(err, errlen, "refusing pool %s: owned by uid %u, not us (uid %u)", path,
-                     (unsigned)st.st_uid, (unsigned)geteuid());
-            return SS_E_ARG;
-        }
-        rc = ss_pool_attach(path, out, err, errlen);
-        *reattached = rc == SS_OK;
-    } else if (errno == ENOENT) {
-        rc = ss_pool_create(path, slots, mode, out, err, errlen);
-    } else {
-        snprintf(err, errlen, "stat %s: %s", path, strerror(errno));
-        rc = SS_E_SYS;
+    int rc = ss_pool_check_mode(mode, err, errlen);
+    if (rc)
+        return rc;
+    int created = 1;
+    int fd = ss_pool_open_fd(path, O_CREAT | O_EXCL, mode, err, errlen);
+    if (fd == SS_E_SYS && errno == EEXIST) {
+        created = 0;
+        fd = ss_pool_open_fd(path, 0, 0, err, errlen);
+    } else if (fd == SS_E_NODAEMON) {
+        snprintf(err, errlen, "create %s: no such directory: make it 0750, owned by this user, "
+                 "group FreeSWITCH's (systemd: RuntimeDirectory=)", path);
+        return SS_E_SYS;
     }
-    if (rc == SS_OK) {
-        atomic_store_explicit(&out->hdr->daemon_pid, (uint32_t)getpid(), memory_order_relaxed);
-        atomic_fetch_add_explicit(&out->hdr->daemon_epoch, 1, memory_order_relaxed);
-        ss_daemon_heartbeat(out, ss_now_ns());
+    if (fd < 0)
+        return fd;
+    rc = lock_pool(fd, created, path, err, errlen);
+    if (rc == SS_OK)
+        rc = open_locked(fd, created, path, slots, mode, out, reattached, err, errlen);
+    if (rc) {
+        close(fd);
+        return rc;
     }
-    return rc;
+    out->lock_fd = fd;
+    ss_pool_hdr *h = out->hdr;
+    atomic_store_explicit(&h->daemon_pid, (uint32_t)getpid(), memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->daemon_epoch, 1, memory_order_relaxed);
+    ss_daemon_heartbeat(out, ss_now_ns());
+    atomic_store_explicit(&h->daemon_state, SS_DAEMON_RUNNING, memory_order_release);
+    return SS_OK;
+}
+
+void ss_daemon_set_stale_ns(ss_pool *p, uint64_t ns)
+{
+    atomic_store_explicit(&p->hdr->heartbeat_stale_ns, ns, memory_order_relaxed);
 }
 
 void ss_daemon_heartbeat(ss_pool *p, uint64_t now_ns)
@@ -42,6 +103,7 @@ void ss_daemon_heartbeat(ss_pool *p, uint64_t now_ns)
 
 void ss_daemon_leave(ss_pool *p)
 {
+    atomic_store_explicit(&p->hdr->daemon_state, SS_DAEMON_STOPPED, memory_order_release);
     atomic_store_explicit(&p->hdr->heartbeat_ns, 0, memory_order_release);
     atomic_store_explicit(&p->hdr->daemon_pid, 0, memory_order_relaxed);
 }
@@ -49,14 +111,17 @@ void ss_daemon_leave(ss_pool *p)
 uint32_t ss_slot_state(const ss_slot *s, uint32_t *gen)
 {
     ss_slot_hdr *h = (ss_slot_hdr *)&s->hdr;
-    for (;;) {
-        uint32_t g = atomic_load_explicit(&h->generation, memory_order_acquire);
-        uint32_t st = atomic_load_explicit(&h->state, memory_order_acquire);
-        if (atomic_load_explicit(&h->generation, memory_order_acquire) == g) {
-            *gen = g;
-            return st;
-        }
+    uint32_t g, st;
+    /* Bounded: a generation that never holds still is not a call to wait for;
+     * the caller's own generation check then rejects the pair. */
+    for (int tries = 0; tries < SS_STATE_TRIES; tries++) {
+        g = atomic_load_explicit(&h->generation, memory_order_acquire);
+        st = atomic_load_explicit(&h->state, memory_order_acquire);
+        if (atomic_load_explicit(&h->generation, memory_order_acquire) == g)
+            break;
     }
+    *gen = g;
+    return st;
 }
 
 int ss_slot_attach(ss_slot *s, uint32_t gen)

@@ -9,13 +9,18 @@
 #include "ss_pool.h"
 
 /* Open the pool at path: re-attach it if a previous daemon left a valid one
- * we own (*reattached = 1), else create it with slots and mode. Refuses a
- * file owned by another user or of an unknown layout. Bumps daemon_epoch. */
+ * we own (*reattached = 1), else create it with slots and mode. Holds an
+ * exclusive flock on it until ss_pool_detach: a second daemon gets SS_E_BUSY.
+ * Refuses a symlink, a file owned by another user or with bits for others,
+ * or of an unknown layout. Bumps daemon_epoch, marks the daemon RUNNING. */
 int ss_daemon_open(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
                    int *reattached, char *err, size_t errlen);
 
+/* How old a heartbeat may get before the module says "daemon lost". */
+void ss_daemon_set_stale_ns(ss_pool *p, uint64_t ns);
 void ss_daemon_heartbeat(ss_pool *p, uint64_t now_ns);
-/* Clear the heartbeat on a clean exit so the module says "no daemon" at once. */
+/* On a clean exit: STOPPED and no heartbeat, so the module says "daemon
+ * stopped" at once. */
 void ss_daemon_leave(ss_pool *p);
 
 /* Slot state and generation, read together (generation re-checked). */

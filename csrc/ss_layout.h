@@ -4,7 +4,7 @@
  * the C library, the module and smartstream/_ring.pyx all include it.
  * Change anything here and bump SS_LAYOUT_VERSION.
  *
- * One pool file under /dev/shm, created by the daemon:
+ * One pool file, /run/smartstream/smartstream.pool by default, created by the daemon:
  *
  *   [ss_pool_hdr, padded to 4 KiB][slot 0][slot 1]...[slot N-1]
  *
@@ -16,7 +16,8 @@
  *   down     TTS PCM            daemon -> module write bug    (bytes)
  *   ctl_in   payload, DTMF      module -> daemon              (records)
  *   ctl_out  hangup, transfer,  daemon -> module              (records)
- *            event, mark, error
+ *            event, mark, error,
+ *            send_dtmf
  *
  * Inbound and outbound audio get separate rings because FreeSWITCH may read
  * and write one session from different threads: one ring, one producer.
@@ -51,8 +52,20 @@
 #define SS_CODEC_MAX       32
 #define SS_META_MAX        4096
 
-/* The daemon stamps heartbeat_ns every tick; older than this means it is gone. */
-#define SS_HEARTBEAT_STALE_NS (2000000000ull)
+/* The daemon stamps heartbeat_ns every tick; older than heartbeat_stale_ns
+ * (which the daemon sets, default below) means it is gone. The module clamps
+ * the daemon's value to MIN..MAX: a bad header cannot make loss undetectable. */
+#define SS_HEARTBEAT_STALE_NS     (200000000ull)
+#define SS_HEARTBEAT_STALE_MIN_NS (20000000ull)
+#define SS_HEARTBEAT_STALE_MAX_NS (10000000000ull)
+
+/* ss_pool_hdr.daemon_state: a clean exit says STOPPED, so the module can
+ * report "daemon stopped" at once instead of waiting for a stale heartbeat. */
+enum ss_daemon_state {
+    SS_DAEMON_NONE = 0,     /* no daemon has attached yet */
+    SS_DAEMON_RUNNING = 1,
+    SS_DAEMON_STOPPED = 2,  /* left cleanly; a crash leaves RUNNING */
+};
 
 /* Slot life cycle. Only the transitions below are legal:
  *   FREE -> CLAIMED -> ACTIVE      module: claim, fill header, publish
@@ -99,6 +112,10 @@ enum ss_end_reason {
 enum ss_rec_type {
     SS_REC_PAD = 0,
     SS_REC_AUDIO = 1,
+    /* up rings: the phone sent nothing for this frame's time (CNG, silence
+     * suppression, lost packets); the payload is that many zero samples, so
+     * the timeline and the daemon's path stay those of audio. */
+    SS_REC_SILENCE = 2,
     /* ctl_in: module -> daemon */
     SS_CTL_PAYLOAD = 16,        /* send_payload: JSON object text */
     SS_CTL_DTMF = 17,           /* digit byte, then uint32 little-endian duration in ms */
@@ -108,6 +125,7 @@ enum ss_rec_type {
     SS_CTL_EVENT = 34,          /* JSON {"name": ..., "data": {...}}: raise ai_stream::event */
     SS_CTL_MARK = 35,           /* mark name: playout passed it, raise ai_stream::mark */
     SS_CTL_ERROR = 36,          /* reason: raise ai_stream::error */
+    SS_CTL_SEND_DTMF = 37,      /* uint32 little-endian ms per digit, then the digits (0-9*#A-DwW) */
 };
 
 /* Record header; records are 8-byte aligned and never wrap. Audio payload is
@@ -129,6 +147,10 @@ typedef struct ss_rec {
 typedef struct ss_ring {
     _Alignas(SS_CACHELINE) SS_ATOMIC(uint64_t) head;
     SS_ATOMIC(uint64_t) underruns;      /* consumer: short reads */
+    /* Consumer, up rings: every record seq below this reached the AI server's
+     * stream (or was announced lost), so a restarted daemon can announce the
+     * rest as a Gap and start the stream exactly there. */
+    SS_ATOMIC(uint64_t) sent_seq;
     _Alignas(SS_CACHELINE) SS_ATOMIC(uint64_t) tail;
     SS_ATOMIC(uint64_t) seq;            /* producer: next record seq */
     SS_ATOMIC(uint64_t) dropped;        /* producer: records (or bytes) discarded to make room */
@@ -157,6 +179,9 @@ typedef struct ss_slot_hdr {
     SS_ATOMIC(uint32_t) attached_gen;   /* generation the daemon has opened a stream for */
     SS_ATOMIC(uint64_t) frames_sent;
     SS_ATOMIC(uint64_t) frames_received;
+    /* Non-zero: the AI server paused playback; ss_stream_read_tts takes
+     * nothing, so what the ring holds plays on exactly where it stopped. */
+    SS_ATOMIC(uint32_t) tts_paused;
 } ss_slot_hdr;
 
 typedef struct ss_slot {
@@ -182,6 +207,8 @@ typedef struct ss_pool_hdr {
     _Alignas(SS_CACHELINE) SS_ATOMIC(uint64_t) heartbeat_ns; /* daemon, every tick */
     SS_ATOMIC(uint32_t) daemon_pid;
     SS_ATOMIC(uint32_t) daemon_epoch;   /* +1 each time a daemon attaches */
+    SS_ATOMIC(uint32_t) daemon_state;   /* enum ss_daemon_state */
+    SS_ATOMIC(uint64_t) heartbeat_stale_ns; /* the daemon's promise; 0: SS_HEARTBEAT_STALE_NS */
 } ss_pool_hdr;
 
 #ifndef __cplusplus

@@ -1,12 +1,23 @@
-/* ss_pool.c: creating, validating and mapping the pool file. */
+/* ss_pool.c: creating, validating and mapping the pool file.
+ *
+ * Why a path and not a sealed memfd: a restarted daemon must find the live
+ * calls' pool again, and a path does that with nothing holding it in between;
+ * a memfd would need the module to keep it and hand it back over a socket.
+ * The path is kept private instead: a directory only the service user writes
+ * (/run/smartstream, 0750), O_NOFOLLOW, owner and mode checked on the open fd,
+ * every byte allocated up front. Remaining risk: the owner (or root) can still
+ * truncate the file under a live mapping, which no seal prevents here; see
+ * freeswitch_patch/README.md. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include "ss_pool.h"
@@ -31,7 +42,7 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-static uint64_t pool_bytes_for(uint32_t slots)
+uint64_t ss_pool_bytes(uint32_t slots)
 {
     return SS_POOL_HDR_BYTES + (uint64_t)slots * sizeof(ss_slot);
 }
@@ -57,7 +68,7 @@ int ss_pool_validate(const void *mem, size_t len, char *err, size_t errlen)
     if (h->slot_count == 0 || h->slot_count > SS_SLOTS_MAX)
         return fail(err, errlen, SS_E_CORRUPT, "pool slot_count %u out of range 1..%u",
                     h->slot_count, SS_SLOTS_MAX);
-    if (h->pool_bytes != pool_bytes_for(h->slot_count))
+    if (h->pool_bytes != ss_pool_bytes(h->slot_count))
         return fail(err, errlen, SS_E_CORRUPT, "pool_bytes %llu does not match %u slots",
                     (unsigned long long)h->pool_bytes, h->slot_count);
     if (len < h->pool_bytes)
@@ -66,17 +77,121 @@ int ss_pool_validate(const void *mem, size_t len, char *err, size_t errlen)
     return SS_OK;
 }
 
-/* slots comes from the header copy that was validated: the mapping could
- * have been rewritten since, and must not be trusted for bounds. */
-static int map_fd(int fd, size_t bytes, uint32_t slots, ss_pool *out, char *err, size_t errlen)
+int ss_pool_check_mode(mode_t mode, char *err, size_t errlen)
 {
-    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED)
-        return fail(err, errlen, SS_E_SYS, "mmap: %s", strerror(errno));
-    out->base = m;
-    out->hdr = m;
+    if (mode & ~(mode_t)0770)
+        return fail(err, errlen, SS_E_ARG,
+                    "pool mode %04o: only owner and group bits are allowed (e.g. 0660)",
+                    (unsigned)mode);
+    return SS_OK;
+}
+
+int ss_pool_open_fd(const char *path, int flags, mode_t mode, char *err, size_t errlen)
+{
+    /* O_NOFOLLOW: a symlink planted at the path must not lead us elsewhere.
+     * O_NONBLOCK: a FIFO planted there must not hang us (checked after). */
+    int fd = open(path, flags | O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    if (e == ELOOP)
+        fail(err, errlen, SS_E_PERM, "refusing pool %s: it is a symbolic link", path);
+    else
+        fail(err, errlen, 0, "%s %s: %s", flags & O_CREAT ? "create" : "open", path, strerror(e));
+    errno = e;      /* the daemon tells "exists" from the rest */
+    return e == ELOOP ? SS_E_PERM : e == ENOENT ? SS_E_NODAEMON : SS_E_SYS;
+}
+
+/* The owner of the directory holding path. */
+static int dir_owner(const char *path, uid_t *owner, char *err, size_t errlen)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof dir)
+        return fail(err, errlen, SS_E_ARG, "pool path too long: %s", path);
+    memcpy(dir, n ? path : ".", n ? n : 1);
+    dir[n ? n : 1] = '\0';
+    struct stat st;
+    if (stat(dir, &st) < 0)
+        return fail(err, errlen, SS_E_SYS, "stat %s: %s", dir, strerror(errno));
+    *owner = st.st_uid;
+    return SS_OK;
+}
+
+int ss_pool_check_private(int fd, const char *path, uid_t owner, struct stat *st,
+                          char *err, size_t errlen)
+{
+    if (fstat(fd, st) < 0)
+        return fail(err, errlen, SS_E_SYS, "stat %s: %s", path, strerror(errno));
+    if (!S_ISREG(st->st_mode))
+        return fail(err, errlen, SS_E_PERM, "refusing pool %s: not a regular file", path);
+    if (st->st_uid != owner)
+        return fail(err, errlen, SS_E_PERM, "refusing pool %s: owned by uid %u, expected uid %u",
+                    path, (unsigned)st->st_uid, (unsigned)owner);
+    if (st->st_mode & 0007)
+        return fail(err, errlen, SS_E_PERM,
+                    "refusing pool %s: mode %04o lets other users in (no bits for others)", path,
+                    (unsigned)(st->st_mode & 07777));
+    return SS_OK;
+}
+
+/* Allocate every byte now: a write to an unallocated page of a full tmpfs is
+ * a SIGBUS in FreeSWITCH's media thread, an error here is a line in a log. */
+int ss_pool_allocate(int fd, const char *path, uint64_t bytes, char *err, size_t errlen)
+{
+    struct stat st;
+    struct statvfs vfs;
+    if (fstat(fd, &st) < 0 || fstatvfs(fd, &vfs) < 0)
+        return fail(err, errlen, SS_E_SYS, "stat %s: %s", path, strerror(errno));
+    uint64_t have = (uint64_t)st.st_blocks * 512u;
+    uint64_t missing = bytes > have ? bytes - have : 0;
+    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (!missing)
+        return SS_OK;
+    if (missing > avail || bytes > (uint64_t)INT64_MAX)
+        return fail(err, errlen, SS_E_SYS,
+                    "pool %s needs %llu bytes (%llu per slot), its filesystem has %llu free: "
+                    "make it bigger (Docker: shm_size) or use fewer slots", path,
+                    (unsigned long long)bytes, (unsigned long long)sizeof(ss_slot),
+                    (unsigned long long)avail);
+    int e = posix_fallocate(fd, 0, (off_t)bytes);
+    if (e)
+        return fail(err, errlen, SS_E_SYS, "pool %s needs %llu bytes (%llu free): allocate: %s",
+                    path, (unsigned long long)bytes, (unsigned long long)avail, strerror(e));
+    return SS_OK;
+}
+
+int ss_pool_init_fd(int fd, const char *path, uint32_t slots, mode_t mode, ss_pool *out,
+                    char *err, size_t errlen)
+{
+    if (slots == 0 || slots > SS_SLOTS_MAX)
+        return fail(err, errlen, SS_E_ARG, "slot count %u out of range 1..%u", slots, SS_SLOTS_MAX);
+    uint64_t bytes = ss_pool_bytes(slots);
+    /* fchmod: the umask must not strip the group bits FreeSWITCH needs. */
+    if (fchmod(fd, mode) < 0)
+        return fail(err, errlen, SS_E_SYS, "chmod %s: %s", path, strerror(errno));
+    int rc = ss_pool_allocate(fd, path, bytes, err, errlen);
+    if (rc)
+        return rc;
+    /* Freshly allocated memory reads as zeros: every slot FREE, every ring empty. */
+    ss_pool_hdr *h = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED)
+        return fail(err, errlen, SS_E_SYS, "mmap %s: %s", path, strerror(errno));
+    h->version = SS_LAYOUT_VERSION;
+    h->header_bytes = SS_POOL_HDR_BYTES;
+    h->slot_count = slots;
+    h->slot_bytes = sizeof(ss_slot);
+    h->pool_bytes = bytes;
+    atomic_store_explicit(&h->heartbeat_stale_ns, SS_HEARTBEAT_STALE_NS, memory_order_relaxed);
+    /* Magic last: a reader that sees it sees a complete header. */
+    atomic_thread_fence(memory_order_release);
+    h->magic = SS_POOL_MAGIC;
+    out->base = (uint8_t *)h;
+    out->hdr = h;
     out->bytes = bytes;
     out->slot_count = slots;
+    out->lock_fd = -1;
     return SS_OK;
 }
 
@@ -85,71 +200,77 @@ int ss_pool_create(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
 {
     if (slots == 0 || slots > SS_SLOTS_MAX)
         return fail(err, errlen, SS_E_ARG, "slot count %u out of range 1..%u", slots, SS_SLOTS_MAX);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    int rc = ss_pool_check_mode(mode, err, errlen);
+    if (rc)
+        return rc;
+    int fd = ss_pool_open_fd(path, O_CREAT | O_EXCL, mode, err, errlen);
     if (fd < 0)
-        return fail(err, errlen, SS_E_SYS, "create %s: %s", path, strerror(errno));
-    uint64_t bytes = pool_bytes_for(slots);
-    /* fchmod: the umask must not strip the group bits FreeSWITCH needs. */
-    if (fchmod(fd, mode) < 0 || ftruncate(fd, (off_t)bytes) < 0) {
-        int e = errno;
-        close(fd);
+        return fd;
+    rc = ss_pool_init_fd(fd, path, slots, mode, out, err, errlen);
+    if (rc)
         unlink(path);
-        return fail(err, errlen, SS_E_SYS, "size %s: %s", path, strerror(e));
-    }
-    /* A fresh file reads as zeros: every slot FREE, every ring empty. */
-    ss_pool_hdr *h = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (h == MAP_FAILED) {
-        int e = errno;
-        close(fd);
-        unlink(path);
-        return fail(err, errlen, SS_E_SYS, "mmap %s: %s", path, strerror(e));
-    }
-    h->version = SS_LAYOUT_VERSION;
-    h->header_bytes = SS_POOL_HDR_BYTES;
-    h->slot_count = slots;
-    h->slot_bytes = sizeof(ss_slot);
-    h->pool_bytes = bytes;
-    /* Magic last: a reader that sees it sees a complete header. */
-    atomic_thread_fence(memory_order_release);
-    h->magic = SS_POOL_MAGIC;
-    close(fd);
-    out->base = (uint8_t *)h;
-    out->hdr = h;
-    out->bytes = bytes;
-    out->slot_count = slots;
-    return SS_OK;
-}
-
-int ss_pool_attach(const char *path, ss_pool *out, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return fail(err, errlen, errno == ENOENT ? SS_E_NODAEMON : SS_E_SYS, "open %s: %s",
-                    path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        return fail(err, errlen, SS_E_SYS, "stat %s: %s", path, strerror(e));
-    }
-    size_t len = (size_t)st.st_size;
-    ss_pool_hdr hdr;
-    if (len < sizeof(hdr) || pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
-        close(fd);
-        return fail(err, errlen, SS_E_CORRUPT, "pool truncated: %s is %zu bytes", path, len);
-    }
-    /* Only the header is read; len is the file's size, so a short file fails here. */
-    int rc = ss_pool_validate(&hdr, len, err, errlen);
-    if (rc == SS_OK)
-        rc = map_fd(fd, hdr.pool_bytes, hdr.slot_count, out, err, errlen);
     close(fd);
     return rc;
 }
 
+/* Validate the header through the fd, then map the size it gives. The
+ * slot count comes from the validated copy: the mapping could be rewritten
+ * since, and must not be trusted for bounds. */
+int ss_pool_map_fd(int fd, const char *path, const struct stat *st, ss_pool *out,
+                   char *err, size_t errlen)
+{
+    size_t len = (size_t)st->st_size;
+    ss_pool_hdr hdr;
+    if (len < sizeof(hdr) || pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+        return fail(err, errlen, SS_E_CORRUPT, "pool truncated: %s is %zu bytes", path, len);
+    int rc = ss_pool_validate(&hdr, len, err, errlen);
+    if (rc)
+        return rc;
+    uint64_t have = (uint64_t)st->st_blocks * 512u;
+    if (have < hdr.pool_bytes)
+        return fail(err, errlen, SS_E_CORRUPT,
+                    "pool %s is sparse: %llu of %llu bytes allocated (a write to the rest "
+                    "could SIGBUS)", path, (unsigned long long)have,
+                    (unsigned long long)hdr.pool_bytes);
+    void *m = mmap(NULL, hdr.pool_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+        return fail(err, errlen, SS_E_SYS, "mmap %s: %s", path, strerror(errno));
+    out->base = m;
+    out->hdr = m;
+    out->bytes = hdr.pool_bytes;
+    out->slot_count = hdr.slot_count;
+    out->lock_fd = -1;
+    return SS_OK;
+}
+
+int ss_pool_attach_as(const char *path, uid_t owner, ss_pool *out, char *err, size_t errlen)
+{
+    int rc = owner == SS_OWNER_OF_DIR ? dir_owner(path, &owner, err, errlen) : SS_OK;
+    if (rc)
+        return rc;
+    int fd = ss_pool_open_fd(path, 0, 0, err, errlen);
+    if (fd < 0)
+        return fd;
+    struct stat st;
+    rc = ss_pool_check_private(fd, path, owner, &st, err, errlen);
+    if (rc == SS_OK)
+        rc = ss_pool_map_fd(fd, path, &st, out, err, errlen);
+    close(fd);
+    return rc;
+}
+
+int ss_pool_attach(const char *path, ss_pool *out, char *err, size_t errlen)
+{
+    return ss_pool_attach_as(path, SS_OWNER_OF_DIR, out, err, errlen);
+}
+
 void ss_pool_detach(ss_pool *p)
 {
-    if (p->base)
+    if (p->base) {
         munmap(p->base, p->bytes);
+        if (p->lock_fd >= 0)
+            close(p->lock_fd);      /* releases the daemon's lock */
+    }
     memset(p, 0, sizeof(*p));
 }
 
@@ -170,8 +291,32 @@ void ss_slot_rings_init(ss_slot *s, ss_slot_rings *out)
     ringv(&out->ctl_out, &s->ctl_out, s->ctl_out_data, SS_CTL_BYTES, SS_CTL_MSG_MAX);
 }
 
+uint64_t ss_pool_stale_ns(const ss_pool *p)
+{
+    uint64_t ns = atomic_load_explicit(&p->hdr->heartbeat_stale_ns, memory_order_relaxed);
+    if (!ns)
+        return SS_HEARTBEAT_STALE_NS;
+    return ns < SS_HEARTBEAT_STALE_MIN_NS ? SS_HEARTBEAT_STALE_MIN_NS
+         : ns > SS_HEARTBEAT_STALE_MAX_NS ? SS_HEARTBEAT_STALE_MAX_NS : ns;
+}
+
+int ss_pool_daemon_health(const ss_pool *p, uint64_t now_ns)
+{
+    if (atomic_load_explicit(&p->hdr->daemon_state, memory_order_acquire) == SS_DAEMON_STOPPED)
+        return SS_HEALTH_STOPPED;
+    uint64_t hb = atomic_load_explicit(&p->hdr->heartbeat_ns, memory_order_acquire);
+    if (!hb)
+        return SS_HEALTH_STOPPED;   /* none yet, or one that left cleanly */
+    /* A heartbeat ahead of our clock is another clock's skew: alive. */
+    return now_ns < hb || now_ns - hb < ss_pool_stale_ns(p) ? SS_HEALTH_ALIVE : SS_HEALTH_LOST;
+}
+
+const char *ss_health_name(int health)
+{
+    return health == SS_HEALTH_ALIVE ? "alive" : health == SS_HEALTH_STOPPED ? "stopped" : "lost";
+}
+
 int ss_pool_daemon_alive(const ss_pool *p, uint64_t now_ns)
 {
-    uint64_t hb = atomic_load_explicit(&p->hdr->heartbeat_ns, memory_order_acquire);
-    return hb && now_ns >= hb ? now_ns - hb < SS_HEARTBEAT_STALE_NS : hb != 0;
+    return ss_pool_daemon_health(p, now_ns) == SS_HEALTH_ALIVE;
 }

@@ -25,6 +25,7 @@ const char *ss_strerror(int err)
     case SS_E_BUSY: return "ring busy";
     case SS_E_SYS: return "system error";
     case SS_E_STATE: return "slot in wrong state";
+    case SS_E_PERM: return "pool not private";
     }
     return "unknown error";
 }
@@ -85,8 +86,16 @@ int ss_rec_write(const ss_ringv *v, uint16_t type, uint16_t track, uint64_t ts_n
     uint64_t t = atomic_load_explicit(&r->tail, RLX);
     uint64_t rem = v->cap - (t & (v->cap - 1));
     uint64_t pad = rem < need ? rem : 0;
+    /* Each honest turn frees a record of at least SS_REC_HDR bytes (or sees
+     * the consumer free some): this many turns make room unless the consumer
+     * keeps moving head backwards. The media thread must not spin on that. */
+    uint64_t turns = (pad + need) / SS_REC_HDR + SS_COMMIT_TRIES;
 
     for (;;) {
+        if (!turns--) {
+            atomic_fetch_add_explicit(&r->rejected, 1, RLX);
+            return SS_E_BUSY;
+        }
         uint64_t h = atomic_load_explicit(&r->head, ACQ);
         if (t - h > v->cap) {   /* head was moved past tail: not by us */
             atomic_fetch_add_explicit(&r->rejected, 1, RLX);
@@ -186,6 +195,8 @@ long ss_rec_drain(const ss_ringv *v, uint8_t *out, size_t out_cap, uint32_t max_
 int ss_rec_next(const ss_ringv *v, uint64_t *pos, ss_rec *hdr, const uint8_t **payload)
 {
     uint64_t t = atomic_load_explicit(&v->r->tail, ACQ);
+    if (t - *pos > v->cap)
+        return SS_E_CORRUPT;    /* also bounds the walk below to one ring */
     while (*pos != t) {
         uint64_t span = rec_span(v, *pos, t, hdr);
         if (!span)
@@ -267,4 +278,5 @@ void ss_ring_reset(const ss_ringv *v)
     atomic_store_explicit(&r->dropped, 0, RLX);
     atomic_store_explicit(&r->rejected, 0, RLX);
     atomic_store_explicit(&r->underruns, 0, RLX);
+    atomic_store_explicit(&r->sent_seq, 0, RLX);
 }

@@ -29,6 +29,7 @@ enum ss_err {
     SS_E_BUSY = -8,        /* lost the race with the other side too often; try next tick */
     SS_E_SYS = -9,         /* a system call failed (errno kept) */
     SS_E_STATE = -10,      /* slot is not in the state the call needs */
+    SS_E_PERM = -11,       /* pool not private: a symlink, another owner, bits for others */
 };
 const char *ss_strerror(int err);
 

@@ -73,9 +73,11 @@ int ss_stream_open(ss_pool *p, const ss_call *c, ss_stream *out, char *err, size
         atomic_store_explicit(&h->link, SS_LINK_NONE, memory_order_relaxed);
         atomic_store_explicit(&h->frames_sent, 0, memory_order_relaxed);
         atomic_store_explicit(&h->frames_received, 0, memory_order_relaxed);
+        atomic_store_explicit(&h->tts_paused, 0, memory_order_relaxed);
 
         out->slot = s;
         out->idx = i;
+        out->closed = 0;
         ss_slot_rings_init(s, &out->rings);
         for (int t = 0; t < SS_TRACKS; t++)
             ss_ring_reset(&out->rings.up[t]);
@@ -91,20 +93,35 @@ int ss_stream_open(ss_pool *p, const ss_call *c, ss_stream *out, char *err, size
     return bad(err, errlen, SS_E_NOSLOT, "pool full: no free slot");
 }
 
-int ss_stream_write(ss_stream *s, unsigned track, uint64_t ts_ns, const int16_t *pcm,
-                    uint32_t samples)
+static int write_up(ss_stream *s, uint16_t type, unsigned track, uint64_t ts_ns,
+                    const int16_t *pcm, uint32_t samples)
 {
     if (track >= SS_TRACKS)
         return SS_E_ARG;
     /* A safety net: one relaxed load of a line this thread reads anyway. */
     if (atomic_load_explicit(&s->slot->hdr.generation, memory_order_relaxed) != s->gen)
         return SS_E_STALE;
-    return ss_rec_write(&s->rings.up[track], SS_REC_AUDIO, (uint16_t)track, ts_ns, pcm,
-                        samples * 2u, 1);
+    return ss_rec_write(&s->rings.up[track], type, (uint16_t)track, ts_ns, pcm, samples * 2u, 1);
+}
+
+int ss_stream_write(ss_stream *s, unsigned track, uint64_t ts_ns, const int16_t *pcm,
+                    uint32_t samples)
+{
+    return write_up(s, SS_REC_AUDIO, track, ts_ns, pcm, samples);
+}
+
+int ss_stream_write_silence(ss_stream *s, unsigned track, uint64_t ts_ns, uint32_t samples)
+{
+    static const int16_t zeros[SS_FRAME_BYTES_MAX / 2];
+    if (samples > SS_FRAME_BYTES_MAX / 2)
+        return SS_E_TOOBIG;
+    return write_up(s, SS_REC_SILENCE, track, ts_ns, zeros, samples);
 }
 
 uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples)
 {
+    if (atomic_load_explicit(&s->slot->hdr.tts_paused, memory_order_relaxed))
+        return 0;   /* paused: no underrun, the ring keeps its place */
     uint32_t got = ss_byte_read(&s->rings.down, out, samples * 2u) / 2u;
     if (got && got < samples)
         memset(out + got, 0, (size_t)(samples - got) * 2u);
@@ -140,18 +157,30 @@ long ss_stream_take(ss_stream *s, uint16_t *type, char *buf, size_t cap)
 int ss_stream_close(ss_stream *s, uint32_t reason)
 {
     ss_slot_hdr *h = &s->slot->hdr;
-    if (atomic_load_explicit(&h->generation, memory_order_acquire) != s->gen)
-        return SS_E_STALE;
+    uint32_t g = atomic_load_explicit(&h->generation, memory_order_acquire);
+    int rc = SS_OK;
+    if (g != s->gen && s->closed)
+        return SS_E_STALE;      /* closed before, and another call has it now */
     /* Only this side moves an ACTIVE slot, so the reason cannot reach another
      * call or overwrite a first close; the CAS publishes it with CLOSING. */
     if (atomic_load_explicit(&h->state, memory_order_relaxed) != SS_SLOT_ACTIVE)
         return SS_E_STATE;
+    if (g != s->gen) {
+        /* Nothing moves our slot to another generation before we close it:
+         * the header was scribbled on. Take it back and close it, so the
+         * daemon ends and frees it instead of it staying ACTIVE for good. */
+        if (!atomic_compare_exchange_strong_explicit(&h->generation, &g, s->gen,
+                                                     memory_order_acq_rel, memory_order_relaxed))
+            return SS_E_STALE;
+        rc = SS_E_CORRUPT;
+    }
     atomic_store_explicit(&h->end_reason, reason, memory_order_relaxed);
     uint32_t st = SS_SLOT_ACTIVE;
     if (!atomic_compare_exchange_strong_explicit(&h->state, &st, SS_SLOT_CLOSING,
                                                  memory_order_acq_rel, memory_order_relaxed))
         return SS_E_STATE;
-    return SS_OK;
+    s->closed = 1;
+    return rc;
 }
 
 uint32_t ss_stream_link(const ss_stream *s)

@@ -30,6 +30,7 @@ typedef struct ss_stream {
     ss_slot *slot;
     uint32_t idx;
     uint32_t gen;
+    int closed;                 /* ss_stream_close has handed the slot back */
     ss_slot_rings rings;
 } ss_stream;
 
@@ -42,8 +43,13 @@ int ss_stream_open(ss_pool *p, const ss_call *c, ss_stream *out, char *err, size
 int ss_stream_write(ss_stream *s, unsigned track, uint64_t ts_ns, const int16_t *pcm,
                     uint32_t samples);
 
-/* Exactly one frame's worth of TTS. Returns samples copied (0: nothing queued,
- * leave the frame alone; fewer than asked: the rest of out is zeroed). */
+/* The same for a frame the phone sent nothing for (CNG, silence suppression,
+ * a lost packet): samples of silence, flagged synthesized to the AI server. */
+int ss_stream_write_silence(ss_stream *s, unsigned track, uint64_t ts_ns, uint32_t samples);
+
+/* Exactly one frame's worth of TTS. Returns samples copied (0: nothing queued
+ * or playback paused, leave the frame alone; fewer than asked: the rest of out
+ * is zeroed). */
 uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples);
 
 /* Control message to the daemon (SS_CTL_PAYLOAD, SS_CTL_DTMF). SS_E_FULL if
@@ -58,7 +64,9 @@ long ss_stream_take(ss_stream *s, uint16_t *type, char *buf, size_t cap);
 
 /* The call is over: hand the slot back to the daemon, which sends StreamEnd
  * with the reason (enum ss_end_reason) and frees it. SS_E_STALE if it is no
- * longer ours. */
+ * longer ours (closed before, then reused). SS_E_CORRUPT if its generation
+ * had been overwritten while it was ours: it is handed back all the same
+ * (the caller logs and counts it), never left stuck. */
 int ss_stream_close(ss_stream *s, uint32_t reason);
 
 /* What the daemon reports about this stream: enum ss_link_state. */

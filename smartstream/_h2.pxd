@@ -26,6 +26,8 @@ cdef struct h2_stream:
     int grpc_status          # from trailers, -1 before them
     char *grpc_message       # raw (percent-encoded) grpc-message, or NULL
     size_t grpc_message_len
+    size_t header_bytes      # of the response's header lists so far (HEADER_LIST_MAX)
+    bint deaf                # mute_stream(): what arrives is dropped unread
 
 
 cdef class H2Connection:
@@ -43,11 +45,16 @@ cdef class H2Connection:
     cdef str error           # a connection error met inside nghttp2, for the close reason
     cdef str reason          # why the connection closed
     cdef readonly uint64_t unacked_pings
+    cdef size_t rx_bytes     # read since rx_since (RX_PER_TICK per RX_WINDOW_S)
+    cdef double rx_since
+    cdef bint rx_paused
+    cdef uint64_t rx_pauses
 
     # The per-frame path: encodes GatewayMessage{audio: AudioFrame{...}} with its
     # gRPC prefix straight into the stream's send buffer. Returns H2_OK or H2_E*.
     cdef int send_audio(self, int32_t stream_id, uint32_t track, uint64_t seq,
-                        uint64_t capture_ns, const uint8_t *pcm, size_t n) noexcept nogil
+                        uint64_t capture_ns, const uint8_t *pcm, size_t n,
+                        bint synthesized) noexcept nogil
     cpdef flush(self)
     cdef h2_stream *find(self, int32_t stream_id) noexcept nogil
     cdef uint8_t *reserve_out(self, h2_stream *st, size_t n) noexcept nogil
@@ -60,3 +67,4 @@ cdef class H2Connection:
     cdef int dispatch(self) except -1
     cdef int check_done(self) except -1
     cdef int teardown(self, str reason, int status) except -1
+    cdef budget_input(self, size_t n)

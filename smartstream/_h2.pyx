@@ -15,8 +15,12 @@ The handler has on_message(stream_id, data), on_stream_closed(stream_id,
 status, message) (exactly once per stream, status a gRPC code) and
 on_connection_lost(reason) (exactly once, after every stream's close).
 """
+import asyncio
 import logging
+import time
 from urllib.parse import unquote
+
+from .logs import peer_text
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
@@ -36,6 +40,15 @@ cdef enum:
     # flow without waiting a round trip per 64 KiB.
     STREAM_WINDOW = 1 << 20
     CONN_WINDOW = 16 << 20
+    # What one AI server may cost the event loop: a response's header list
+    # (an HPACK bomb decodes to megabytes), frames nghttp2 queues or keeps,
+    # and bytes read per tick (past it reading pauses until the next tick).
+    HEADER_LIST_MAX = 16 << 10
+    MAX_SETTINGS = 16
+    MAX_CONTINUATIONS = 8
+    MAX_OUTBOUND_ACK = 1000
+    RX_PER_TICK = 256 << 10   # 12.5 MiB/s: 100 streams of 16 kHz TTS at 4x real time are 13 MB/s
+RX_WINDOW_S = 0.02   # a tick
 
 # gRPC status codes
 cdef enum:
@@ -55,6 +68,7 @@ cdef enum:
     L_COMPRESSED
     L_TOO_BIG
     L_HANDLER
+    L_HEADERS_BIG
 
 cdef enum:
     EV_MESSAGE, EV_CLOSED, EV_LOST
@@ -70,6 +84,8 @@ LOCAL_CLOSE = {
     L_TOO_BIG: (RESOURCE_EXHAUSTED,
                 f"server sent a message over the {MESSAGE_MAX >> 20} MiB limit"),
     L_HANDLER: (INTERNAL, "the on_message handler raised (logged)"),
+    L_HEADERS_BIG: (RESOURCE_EXHAUSTED,
+                    f"server sent a header list over {HEADER_LIST_MAX >> 10} KiB"),
 }
 # gRPC's doc/http-grpc-status-mapping.md
 HTTP_TO_GRPC = {400: INTERNAL, 401: UNAUTHENTICATED, 403: PERMISSION_DENIED,
@@ -214,8 +230,13 @@ cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame, const u
     cdef H2Connection c = <H2Connection>user_data
     cdef h2_stream *st = c.find(frame.hd.stream_id)
     cdef char *m
-    if st == NULL:
+    if st == NULL or st.local:
         return 0
+    st.header_bytes += namelen + valuelen + 32   # RFC 9113's size of a header
+    if st.header_bytes > HEADER_LIST_MAX:
+        st.local = L_HEADERS_BIG                 # nghttp2 resets the stream, skips the rest
+        buf_free(&st.out)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
     if namelen == 7 and memcmp(name, b":status", 7) == 0:
         st.http_status = parse_status(value, valuelen)
     elif namelen == 11 and memcmp(name, b"grpc-status", 11) == 0:
@@ -233,7 +254,7 @@ cdef int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_i
                        const uint8_t *data, size_t n, void *user_data) noexcept:
     cdef H2Connection c = <H2Connection>user_data
     cdef h2_stream *st = c.find(stream_id)
-    if st == NULL or st.local:
+    if st == NULL or st.local or st.deaf:
         return 0
     try:
         c.received(st, data, n)
@@ -315,7 +336,7 @@ cdef int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t e
 
 cdef str describe_goaway(const nghttp2_frame *frame):
     cdef const nghttp2_goaway *g = &frame.goaway
-    debug = (<char *>g.opaque_data)[:g.opaque_data_len].decode("utf-8", "replace")
+    debug = peer_text((<char *>g.opaque_data)[:min(g.opaque_data_len, <size_t>400)].decode("utf-8", "replace"), 100)
     code = nghttp2_http2_strerror(g.error_code).decode()
     return f"GOAWAY {code}" + (f" '{debug}'" if debug else "")
 
@@ -324,7 +345,7 @@ cdef class H2Connection:
     def __cinit__(self, str authority, str scheme, handler):
         cdef nghttp2_session_callbacks *cbs
         cdef nghttp2_option *opt
-        cdef nghttp2_settings_entry iv[2]
+        cdef nghttp2_settings_entry iv[3]
         self.authority, self.scheme, self.handler = authority, scheme, handler
         self.events = []
         self.muted = set()
@@ -340,6 +361,9 @@ cdef class H2Connection:
             nghttp2_session_callbacks_del(cbs)
             raise MemoryError()
         nghttp2_option_set_peer_max_concurrent_streams(opt, PEER_MAX_STREAMS)
+        nghttp2_option_set_max_settings(opt, MAX_SETTINGS)
+        nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS)
+        nghttp2_option_set_max_outbound_ack(opt, MAX_OUTBOUND_ACK)
         rv = nghttp2_session_client_new2(&self.session, cbs, <void *>self, opt)
         nghttp2_option_del(opt)
         nghttp2_session_callbacks_del(cbs)
@@ -347,7 +371,8 @@ cdef class H2Connection:
             raise MemoryError()
         iv[0].settings_id, iv[0].value = NGHTTP2_SETTINGS_ENABLE_PUSH, 0
         iv[1].settings_id, iv[1].value = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW
-        if (nghttp2_submit_settings(self.session, NGHTTP2_FLAG_NONE, iv, 2)
+        iv[2].settings_id, iv[2].value = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, HEADER_LIST_MAX
+        if (nghttp2_submit_settings(self.session, NGHTTP2_FLAG_NONE, iv, 3)
                 or nghttp2_session_set_local_window_size(self.session, NGHTTP2_FLAG_NONE, 0,
                                                          CONN_WINDOW)):
             raise MemoryError()
@@ -387,7 +412,7 @@ cdef class H2Connection:
         """The gRPC status of a stream nghttp2 closed, from what it carried."""
         if st.local:
             return LOCAL_CLOSE[st.local]
-        msg = (unquote(st.grpc_message[:st.grpc_message_len].decode("utf-8", "replace"))
+        msg = (peer_text(unquote(st.grpc_message[:st.grpc_message_len].decode("utf-8", "replace")))
                if st.grpc_message != NULL else "")
         if st.http_status > 0 and st.http_status != 200:
             return (HTTP_TO_GRPC.get(st.http_status, UNKNOWN),
@@ -431,13 +456,15 @@ cdef class H2Connection:
         nghttp2_submit_rst_stream(self.session, NGHTTP2_FLAG_NONE, st.id, code)
 
     cdef int send_audio(self, int32_t stream_id, uint32_t track, uint64_t seq,
-                        uint64_t capture_ns, const uint8_t *pcm, size_t n) noexcept nogil:
+                        uint64_t capture_ns, const uint8_t *pcm, size_t n,
+                        bint synthesized) noexcept nogil:
         cdef h2_stream *st = self.find(stream_id)
         cdef size_t frame = 0, msg
         cdef uint8_t *p
         if st == NULL or st.eof or st.local:
             return H2_ENOSTREAM
-        frame = field_len(track) + field_len(seq) + field_len(capture_ns) + field_len(n) + n
+        frame = field_len(track) + field_len(seq) + field_len(capture_ns) + field_len(n) + n + (
+            2 if synthesized else 0)
         msg = 1 + varint_len(frame) + frame   # the oneof field is there even if empty
         p = self.reserve_out(st, 5 + msg)
         if p == NULL:
@@ -451,16 +478,18 @@ cdef class H2Connection:
         p = put_field(p, 0x22, n)       # AudioFrame.pcm: its length, then the bytes
         if n:
             memcpy(p, pcm, n)
+        if synthesized:                 # AudioFrame.synthesized = true
+            p[n], p[n + 1] = 0x28, 1
         st.out.len += 5 + msg
         self.queued(st)
         return H2_OK
 
     def send_audio_py(self, int32_t stream_id, uint32_t track, uint64_t seq,
-                      uint64_t capture_ns, const uint8_t[::1] pcm):
+                      uint64_t capture_ns, const uint8_t[::1] pcm, bint synthesized=False):
         """send_audio for Python: True if queued, False if the stream no longer
         takes data (its on_stream_closed tells why)."""
         return self.send_audio(stream_id, track, seq, capture_ns, &pcm[0] if pcm.shape[0] else NULL,
-                               pcm.shape[0]) == H2_OK
+                               pcm.shape[0], synthesized) == H2_OK
 
     def send_message(self, int32_t stream_id, const uint8_t[::1] data):
         """Queue one serialized message; True if queued, False if the stream no
@@ -492,6 +521,14 @@ cdef class H2Connection:
         cdef h2_stream *st = self.find(stream_id)
         if st != NULL:
             self.reset(st, L_CANCEL, code)
+
+    def mute_stream(self, int32_t stream_id):
+        """Deliver nothing more of the stream: its DATA is dropped as it
+        arrives (what is queued to send still goes)."""
+        cdef h2_stream *st = self.find(stream_id)
+        if st != NULL:
+            st.deaf = True
+            buf_free(&st.inb)
 
     def stream_buffered(self, int32_t stream_id):
         """Bytes queued on the stream that nghttp2 has not taken (the peer's
@@ -539,6 +576,31 @@ cdef class H2Connection:
         self.table[b] = st
         self.nstreams += 1
         return sid
+
+    cdef budget_input(self, size_t n):
+        """At most RX_PER_TICK bytes per RX_WINDOW_S: past it reading pauses
+        for the rest of the window, so a flood costs this connection its
+        reads, never the loop its ticks."""
+        now = time.monotonic()
+        if now - self.rx_since >= RX_WINDOW_S:
+            self.rx_since, self.rx_bytes = now, 0
+        self.rx_bytes += n
+        if self.rx_bytes > RX_PER_TICK and not self.rx_paused and self.transport is not None:
+            self.rx_paused = True
+            self.rx_pauses += 1
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_later(self.rx_since + RX_WINDOW_S - now,
+                                                  self.resume_input)
+
+    def resume_input(self):
+        if self.rx_paused and not self.closed and self.transport is not None:
+            self.rx_paused = False
+            self.transport.resume_reading()
+
+    @property
+    def read_pauses(self):
+        """Times this connection went over its input budget."""
+        return self.rx_pauses
 
     cpdef flush(self):
         """Everything nghttp2 has to send, in one transport.write (none if nothing)."""
@@ -724,6 +786,7 @@ cdef class H2Connection:
         cdef ssize_t rv
         if self.closed or v.shape[0] == 0:
             return
+        self.budget_input(v.shape[0])
         rv = nghttp2_session_mem_recv(self.session, &v[0], v.shape[0])
         if rv < 0:
             self.teardown(f"HTTP/2 error: {nghttp2_strerror(rv).decode()}"

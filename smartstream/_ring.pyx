@@ -21,6 +21,13 @@ FRAME_BYTES_MAX = ss.SS_FRAME_BYTES_MAX
 CTL_MSG_MAX = ss.SS_CTL_MSG_MAX
 DOWN_BYTES = ss.SS_DOWN_BYTES
 HEARTBEAT_STALE_NS = ss.SS_HEARTBEAT_STALE_NS
+HEARTBEAT_STALE_MIN_NS = ss.SS_HEARTBEAT_STALE_MIN_NS
+HEARTBEAT_STALE_MAX_NS = ss.SS_HEARTBEAT_STALE_MAX_NS
+
+
+def pool_bytes(uint32_t slots):
+    """Bytes a pool of that many slots takes (all allocated when it is created)."""
+    return ss.ss_pool_bytes(slots)
 
 SLOT_FREE, SLOT_CLAIMED, SLOT_ACTIVE, SLOT_CLOSING = (
     ss.SS_SLOT_FREE, ss.SS_SLOT_CLAIMED, ss.SS_SLOT_ACTIVE, ss.SS_SLOT_CLOSING)
@@ -31,9 +38,11 @@ TRACK_IN, TRACK_OUT = ss.SS_TRACK_IN, ss.SS_TRACK_OUT
 TRACKS_IN, TRACKS_OUT = 1 << ss.SS_TRACK_IN, 1 << ss.SS_TRACK_OUT
 SLOT_F_TLS = ss.SS_SLOT_F_TLS
 REC_AUDIO = ss.SS_REC_AUDIO
+REC_SILENCE = ss.SS_REC_SILENCE
 CTL_PAYLOAD, CTL_DTMF = ss.SS_CTL_PAYLOAD, ss.SS_CTL_DTMF
-CTL_HANGUP, CTL_TRANSFER, CTL_EVENT, CTL_MARK, CTL_ERROR = (
-    ss.SS_CTL_HANGUP, ss.SS_CTL_TRANSFER, ss.SS_CTL_EVENT, ss.SS_CTL_MARK, ss.SS_CTL_ERROR)
+CTL_HANGUP, CTL_TRANSFER, CTL_EVENT, CTL_MARK, CTL_ERROR, CTL_SEND_DTMF = (
+    ss.SS_CTL_HANGUP, ss.SS_CTL_TRANSFER, ss.SS_CTL_EVENT, ss.SS_CTL_MARK, ss.SS_CTL_ERROR,
+    ss.SS_CTL_SEND_DTMF)
 END_HANGUP, END_STOP, END_UNLOAD = ss.SS_END_HANGUP, ss.SS_END_STOP, ss.SS_END_UNLOAD
 E_CORRUPT, E_STALE, E_BUSY = ss.SS_E_CORRUPT, ss.SS_E_STALE, ss.SS_E_BUSY
 
@@ -193,8 +202,10 @@ cdef class Pool:
             ss.ss_slot_rings_init(ss.ss_pool_slot(&self.pool, i), &self.rings[i])
 
     @staticmethod
-    def open(str path, uint32_t slots, unsigned int mode=0o660):
-        """The daemon's pool: re-attach the one a previous daemon left, or create it."""
+    def open(str path, uint32_t slots, unsigned int mode=0o660, uint64_t stale_ms=0):
+        """The daemon's pool: re-attach the one a previous daemon left, or create it.
+        Held locked until close(): a second daemon on it gets PoolError. stale_ms:
+        how old a heartbeat may get before the module says "daemon lost" (0: default)."""
         cdef Pool p = Pool.__new__(Pool)
         cdef char err[ERRLEN]
         cdef int reattached = 0
@@ -203,24 +214,33 @@ cdef class Pool:
             raise PoolError(err.decode(errors="replace"))
         p.reattached = reattached
         p.daemon = True
+        if stale_ms:
+            ss.ss_daemon_set_stale_ns(&p.pool, stale_ms * 1000000)
         p._setup(path)
         return p
 
     @staticmethod
-    def attach(str path):
-        """Map an existing pool after validating its header (module side, tools, tests)."""
+    def attach(str path, owner=None):
+        """Map an existing pool after validating it as the module does: no symlink,
+        owned by owner (a uid; None: the directory's owner), no bits for others."""
         cdef Pool p = Pool.__new__(Pool)
         cdef char err[ERRLEN]
-        rc = ss.ss_pool_attach(path.encode(), &p.pool, err, ERRLEN)
+        cdef unsigned int uid = 0xffffffffu if owner is None else owner
+        rc = ss.ss_pool_attach_as(path.encode(), uid, &p.pool, err, ERRLEN)
         if rc != ss.SS_OK:
             raise PoolError(err.decode(errors="replace"))
         p._setup(path)
         return p
 
-    def close(self):
-        """Unmap; the daemon also clears its heartbeat so the module knows at once."""
+    def leave(self):
+        """The daemon is stopping cleanly: the module says "daemon stopped" from now
+        on, instead of "lost" once the heartbeat has aged (close() does it too)."""
         if self.pool.base and self.daemon:
             ss.ss_daemon_leave(&self.pool)
+
+    def close(self):
+        """Unmap, after leave(); the lock on the pool goes with it."""
+        self.leave()
         self._unmap()
 
     cdef ss.ss_slot *slot(self, uint32_t idx) except NULL:
@@ -255,6 +275,15 @@ cdef class Pool:
 
     def daemon_alive(self):
         return bool(ss.ss_pool_daemon_alive(&self.pool, ss.ss_now_ns()))
+
+    def daemon_health(self):
+        """What the module reports: "alive", "stopped" (a clean exit, known at
+        once) or "lost" (no heartbeat for stale_ns)."""
+        return ss.ss_health_name(ss.ss_pool_daemon_health(&self.pool, ss.ss_now_ns())).decode()
+
+    @property
+    def stale_ns(self):
+        return ss.ss_pool_stale_ns(&self.pool)
 
     def scan(self):
         """Slots whose state or generation changed since the last scan:
@@ -371,7 +400,8 @@ cdef class Pool:
         for k in range(nrec):
             h = <ss.ss_rec *>(batch.buf + off)
             if audio:
-                ok = h.type == ss.SS_REC_AUDIO and h.track == track and h.len % 2 == 0
+                ok = ((h.type == ss.SS_REC_AUDIO or h.type == ss.SS_REC_SILENCE)
+                      and h.track == track and h.len % 2 == 0)
             else:
                 ok = h.type == ss.SS_CTL_PAYLOAD or h.type == ss.SS_CTL_DTMF
             if ok:
@@ -401,10 +431,20 @@ cdef class Pool:
         v = &self.rings[idx].down
         return ss.ss_ring_head(v), ss.ss_ring_used(v)
 
-    def post_control(self, uint32_t idx, uint32_t gen, uint16_t type, bytes data):
-        """Send a control message to the module (hangup, transfer, event, mark, error)."""
+    def set_tts_paused(self, uint32_t idx, uint32_t gen, bint paused):
+        """Pause (or resume) the module's TTS reads for this call."""
         self.check_gen(idx, gen)
-        if type < ss.SS_CTL_HANGUP or type > ss.SS_CTL_ERROR:
+        self.slot(idx).hdr.tts_paused = paused
+
+    def tts_paused(self, uint32_t idx):
+        """Whether playback is paused (survives a daemon restart)."""
+        return bool(self.slot(idx).hdr.tts_paused)
+
+    def post_control(self, uint32_t idx, uint32_t gen, uint16_t type, bytes data):
+        """Send a control message to the module (hangup, transfer, event, mark, error,
+        send_dtmf)."""
+        self.check_gen(idx, gen)
+        if type < ss.SS_CTL_HANGUP or type > ss.SS_CTL_SEND_DTMF:
             raise ValueError(f"control type {type} is not one the daemon sends")
         rc = ss.ss_rec_write(&self.rings[idx].ctl_out, type, 0, ss.ss_now_ns(), <const char *>data,
                              <uint32_t>len(data), 0)
@@ -435,6 +475,13 @@ cdef class Pool:
             ctl_in_rejected=s.ctl_in.rejected, ctl_out_rejected=s.ctl_out.rejected,
             down_underruns=s.down.underruns,
             frames_sent=s.hdr.frames_sent, frames_received=s.hdr.frames_received)
+
+
+cdef ss.ss_ring *up_ring(object pool, uint32_t idx, uint32_t track) except NULL:
+    if track >= ss.SS_TRACKS:
+        raise ValueError(f"track {track}")
+    (<Pool?>pool).slot(idx)
+    return (<Pool>pool).rings[idx].up[track].r
 
 
 cdef class ModuleStream:

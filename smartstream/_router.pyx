@@ -4,8 +4,11 @@ into its call's resume window (Uplink) and then, by the call's route:
 
   FAST  straight into its HTTP/2 stream's send buffer, encoded in C
         (H2Connection.send_audio): no Python object per frame;
-  PY    back to Python, for the grpcio reference transport;
+  PY    back to Python as GatewayMessages, for the grpcio reference transport;
   DOWN  nowhere else: the stream is down and the window keeps it.
+
+A hole in a track's sequence numbers (the module's ring overran) goes out as
+a Gap just before the frame after it, on whichever route.
 
 Control messages from the module go back to Python: they are rare.
 """
@@ -16,7 +19,10 @@ from libc.stdlib cimport calloc, free
 from ._h2 cimport H2Connection, H2_OK
 from ._ring cimport Batch
 from ._uplink cimport Uplink
+from ._uplink import gap_message
 from .includes cimport ss
+
+from .v1 import smartstream_pb2 as pb
 
 cdef enum:
     DOWN = 0
@@ -35,6 +41,7 @@ cdef class Router:
     cdef uint64_t *frames        # frames handed to a stream, by slot
     cdef uint32_t slots
     cdef uint64_t seen
+    cdef readonly uint64_t stale     # frames older than one already taken: dropped
 
     def __cinit__(self, uint32_t slots):
         self.slots = slots
@@ -77,19 +84,28 @@ cdef class Router:
     def frames_sent(self, uint32_t slot):
         return self.frames[self.check(slot)]
 
+    def sampled(self, uint64_t ts_ns, uint64_t now_ns):
+        """A frame sent outside deliver() (a resumed stream's replay): its
+        hook-to-send seconds when it is the one in LATENCY_EVERY, else None."""
+        self.seen += 1
+        if self.seen % LATENCY_EVERY == 0 and now_ns > ts_ns:
+            return (now_ns - ts_ns) / 1e9
+        return None
+
     def deliver(self, Batch batch, uint64_t now_ns):
         """Route one drained batch. Returns (frames sent, PCM bytes sent,
-        [(slot, track, seq, ts_ns, pcm)] for Python streams,
+        [(slot, GatewayMessage)] for Python streams,
         [(slot, type, payload)] control messages, [hook-to-send seconds] samples)."""
         cdef Py_ssize_t i
         cdef uint32_t slot, n
-        cdef uint64_t sent = 0, nbytes = 0
+        cdef uint64_t sent = 0, nbytes = 0, gap
         cdef ss.ss_rec *h
         cdef const uint8_t *payload
         cdef const uint8_t *out
         cdef Uplink up
         cdef H2Connection conn
         cdef uint8_t m
+        cdef bint synth
         py, controls, latency = [], [], []
         for i in range(batch.n):
             slot = batch.r_slot[i]
@@ -97,22 +113,33 @@ cdef class Router:
             payload = <const uint8_t *>h + ss.SS_REC_HDR
             if slot >= self.slots or self.uplinks[slot] is None:
                 continue
-            if h.type != ss.SS_REC_AUDIO:
+            synth = h.type == ss.SS_REC_SILENCE
+            if h.type != ss.SS_REC_AUDIO and not synth:
                 controls.append((slot, h.type, PyBytes_FromStringAndSize(<const char *>payload, h.len)))
                 continue
             up = <Uplink>self.uplinks[slot]
-            up.push_c(h.track, h.seq, h.ts_ns, payload, h.len, &out, &n)
+            if up.push_c(h.track, h.seq, h.ts_ns, payload, h.len, synth, &out, &n, &gap):
+                self.stale += 1
+                continue
             m = self.mode[slot]
             if m == FAST:
                 conn = <H2Connection>self.conns[slot]
-                # A refused frame (stream closing, buffer over its cap) stays in
-                # the window; the stream's close is reported on its own.
-                if conn.send_audio(self.sids[slot], h.track + 1, h.seq, h.ts_ns, out, n) != H2_OK:
+                # A refused frame or gap (stream closing, buffer over its cap)
+                # stays in the window; the stream's close is reported on its own.
+                if gap and not conn.send_message(self.sids[slot], gap_message(
+                        h.track, h.seq - gap, gap, pb.Gap.REASON_RING_OVERRUN).SerializeToString()):
+                    continue
+                if conn.send_audio(self.sids[slot], h.track + 1, h.seq, h.ts_ns, out, n, synth) != H2_OK:
                     continue
             elif m == PY:
-                py.append((slot, h.track, h.seq, h.ts_ns, PyBytes_FromStringAndSize(<const char *>out, n)))
+                if gap:
+                    py.append((slot, gap_message(h.track, h.seq - gap, gap, pb.Gap.REASON_RING_OVERRUN)))
+                py.append((slot, pb.GatewayMessage(audio=pb.AudioFrame(
+                    track=h.track + 1, sequence=h.seq, capture_ns=h.ts_ns, synthesized=synth,
+                    pcm=PyBytes_FromStringAndSize(<const char *>out, n)))))
             else:
                 continue
+            up.sent_c(h.track, h.seq, gap)
             self.frames[slot] += 1
             sent += 1
             nbytes += n

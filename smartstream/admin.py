@@ -2,7 +2,10 @@
 
 It runs on asyncio streams in the daemon's own loop. Every answer is built from
 memory in one go, with no await in between, so the ticker is never held up for
-longer than it takes to format it.
+longer than it takes to format it. At most admin_max_connections are served at
+once, each for admin_timeout_s at most: a local client holding connections
+cannot take the descriptors the AI streams need; one over the cap is closed at
+once and counted.
 """
 from __future__ import annotations
 
@@ -11,14 +14,13 @@ import json
 import logging
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, ProcessCollector, generate_latest
 
 from .target import parse_target
 
 log = logging.getLogger("smartstream.admin")
 
 MAX_HEAD = 8192        # request line and headers
-READ_TIMEOUT_S = 5.0   # a client that stalls is dropped
 REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 JSON = "application/json"
 
@@ -27,6 +29,11 @@ class AdminServer:
     def __init__(self, gateway):
         self.gw = gateway
         ProcessCollector(registry=gateway.metrics.registry)   # process_cpu_seconds_total, ...
+        self.refused = Counter("smartstream_admin_refused_connections",
+                               "admin connections closed unserved: admin_max_connections reached",
+                               registry=gateway.metrics.registry)
+        self._open = 0
+        self.refused_since_below = 0
         self._server: asyncio.Server | None = None
         self._routes = {"/metrics": self._metrics, "/status": self._status, "/health": self._health}
 
@@ -45,20 +52,36 @@ class AdminServer:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        cap = self.gw.config.admin_max_connections
+        if self._open >= cap:
+            if not self.refused_since_below:   # once per time the cap is reached, not per client
+                log.warning("admin endpoint: %d connections open (admin_max_connections), "
+                            "closing new ones unserved", cap)
+            self.refused_since_below += 1
+            self.refused.inc()
+            writer.transport.abort()   # its descriptor is free now, not after a close handshake
+            return
+        self._open += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
-            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            status, ctype, body = self._answer(method, target.split("?", 1)[0])
-            writer.write(f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: {ctype}\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
-            if method != "HEAD":
-                writer.write(body)
-            await writer.drain()
+            await asyncio.wait_for(self._exchange(reader, writer), self.gw.config.admin_timeout_s)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
                 ConnectionError, ValueError):
             pass   # not HTTP, too big or too slow: just hang up
         finally:
-            writer.close()
+            self._open -= 1
+            self.refused_since_below = 0
+            writer.transport.abort()   # no-op once closed; else the deadline passed mid-way
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        status, ctype, body = self._answer(method, target.split("?", 1)[0])
+        writer.write(f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: {ctype}\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+        if method != "HEAD":
+            writer.write(body)
+        writer.close()   # after what is buffered has gone out
+        await writer.wait_closed()
 
     def _answer(self, method: str, path: str) -> tuple[int, str, bytes]:
         route = self._routes.get(path)

@@ -101,10 +101,16 @@ def main(argv=None) -> int:
         from .demo import run_demo
         return run_demo(cfg, args.calls, args.seconds)
     import uvloop
+
+    from ._ring import RingError
     try:
         uvloop.run(serve(cfg, path))
     except OSError as e:   # the admin address is taken, the pool cannot be shared, ...
         log.error("cannot run: %s", e)
+        return 1
+    except RingError as e:   # the pool file is not one we can use: one line, no traceback
+        where = "" if cfg.pool_path in str(e) else f"pool {cfg.pool_path}: "
+        log.error("cannot run: %s%s", where, e)
         return 1
     return 0
 

@@ -12,6 +12,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import sys
 
 from . import esl, settings
@@ -27,9 +28,13 @@ EPILOG = """exit status:
   6  the gateway daemon is not running, or not at admin_listen
   7  the gateway daemon answers but is unhealthy (its ticker stopped)
   8  status <uuid>: the daemon has no stream for that call
+  9  FreeSWITCH did not answer within event_socket_timeout_s
 """
-BAD_ARGS, FS_UNREACHABLE, FS_AUTH, FS_ERR, DAEMON_DOWN, UNHEALTHY, NO_STREAM = 2, 3, 4, 5, 6, 7, 8
-ESL_EXIT = {esl.Unreachable: FS_UNREACHABLE, esl.AuthFailed: FS_AUTH, esl.CommandFailed: FS_ERR}
+BAD_ARGS, FS_UNREACHABLE, FS_AUTH, FS_ERR, DAEMON_DOWN, UNHEALTHY, NO_STREAM, FS_TIMEOUT = range(2, 10)
+ESL_EXIT = {esl.Unreachable: FS_UNREACHABLE, esl.AuthFailed: FS_AUTH, esl.CommandFailed: FS_ERR,
+            esl.TimedOut: FS_TIMEOUT, esl.BadLine: BAD_ARGS}
+# FreeSWITCH's channel uuids: letters, digits and dashes, SWITCH_UUID_FORMATTED_LENGTH at most.
+UUID = re.compile(r"[0-9A-Za-z-]{1,36}")
 ADMIN_TIMEOUT_S = 5.0
 COLUMNS = (("uuid", "uuid"), ("target", "target"), ("state", "state"),
            ("frames out", "frames_out"), ("frames in", "frames_in"), ("drops", "dropped"),
@@ -48,7 +53,7 @@ def json_object(text: str, what: str) -> str:
     """Compact JSON text of an object, or Failure naming what was wrong. It goes on
     the api line as is: mod_ai_stream reads a JSON value to its matching brace."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=no_constant)
     except ValueError as e:
         raise Failure(BAD_ARGS, f"{what} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
@@ -56,9 +61,15 @@ def json_object(text: str, what: str) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def no_constant(name: str):
+    """NaN and Infinity are not JSON: the AI server's parser may refuse them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def check_uuid(uuid: str) -> str:
-    if not uuid or not uuid.isprintable() or any(c.isspace() for c in uuid):
-        raise Failure(BAD_ARGS, f"uuid {uuid!r}: expected a channel uuid without spaces")
+    if not UUID.fullmatch(uuid):
+        raise Failure(BAD_ARGS, f"uuid {uuid!r}: expected a channel uuid "
+                                "(letters, digits and '-', at most 36)")
     return uuid
 
 
@@ -88,7 +99,7 @@ def api_args(args) -> list[str]:
 async def fs_api(cfg, command: str) -> str:
     try:
         conn = await esl.Connection.open(cfg.event_socket_host, cfg.event_socket_port,
-                                         cfg.event_socket_password)
+                                         cfg.event_socket_password, cfg.event_socket_timeout_s)
         try:
             return await conn.api(command)
         finally:
@@ -140,6 +151,12 @@ def daemon_command(cfg, args) -> str:
     return head + "\n" + table(rows, COLUMNS)
 
 
+def shown(text: str) -> str:
+    """What a peer sent, safe for a terminal: control characters (escape sequences)
+    are printed escaped, line breaks and tabs kept."""
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
 # -- command line -------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
@@ -179,9 +196,9 @@ def main(argv=None) -> int:
         print(f"smartstreamctl: {e}", file=sys.stderr)
         return BAD_ARGS
     except Failure as e:
-        print(f"smartstreamctl: {e}", file=sys.stderr)
+        print(f"smartstreamctl: {shown(str(e))}", file=sys.stderr)
         return e.code
-    print(out)
+    print(shown(out))
     return 0
 
 

@@ -81,7 +81,7 @@ async def _demo(cfg: Config, calls: int, seconds: int) -> int:
             pass
         print(f"  t={time.monotonic() - t0:4.1f}s streams={len(gw.calls)}"
               f" frames->AI={int(m.frames_sent._value.get())}"
-              f" audio<-AI={int(m.frames_received._value.get())}"
+              f" audio<-AI={int(m.audio_messages_received._value.get())}"
               f" hook->send p99<={quantile(m.hook_to_send, .99) * 1000:.0f}ms"
               f" tick lateness p99<={quantile(m.tick_lateness, .99) * 1000:.0f}ms")
     lines = [json.loads(x) for x in (await sim.stdout.read()).decode().splitlines() if x]

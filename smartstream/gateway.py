@@ -34,21 +34,30 @@ class Gateway:
                  metrics: Metrics | None = None):
         self.config = config
         self.metrics = metrics or Metrics()
-        self.pool = _ring.Pool.open(config.pool_path, config.pool_slots, config.pool_mode)
+        self.pool = _ring.Pool.open(config.pool_path, config.pool_slots, config.pool_mode,
+                                    config.heartbeat_timeout_ms)
         self.transport = transport or make_transport(config)
         self.router = Router(self.pool.slot_count)
         self.calls: dict[int, Call] = {}
         self._busy: set[Call] = set()   # calls with TTS to pace or a retry due: ticked
         self._batch = _ring.Batch()
+        self._stale = 0                 # router.stale already counted in the metrics
         self._task: asyncio.Task | None = None
         self.ticks = 0
         log.info("pool %s %s: %d slots", config.pool_path,
                  "re-attached" if self.pool.reattached else "created", self.pool.slot_count)
+        if self.pool.slot_count != config.pool_slots:   # live calls are in it: it is not resized
+            log.warning("pool %s has %d slots, pool_slots is %d: the pool's %d win until it "
+                        "is removed with no call on it", config.pool_path, self.pool.slot_count,
+                        config.pool_slots, self.pool.slot_count)
 
     # -- running ---------------------------------------------------------------
 
     def start(self) -> None:
-        self.tick()   # pick up live slots at once: a restarted daemon resumes them now
+        try:
+            self.tick()   # pick up live slots at once: a restarted daemon resumes them now
+        except Exception:   # the ticker retries every cadence; the daemon must start
+            log.exception("first tick failed")
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -75,6 +84,7 @@ class Gateway:
             except asyncio.CancelledError:
                 pass
         self.tick()   # last frames out first
+        self.pool.leave()   # no more ticks: "stopped" now, not "lost" if closing takes a while
         for call in list(self.calls.values()):
             call.end(pb.StreamEnd.REASON_SHUTDOWN, "gateway shutting down")
         self.transport.flush()
@@ -93,7 +103,7 @@ class Gateway:
             c = self.pool.counters(call.slot)
             rows.append(dict(
                 uuid=call.uuid, slot=call.slot, target=call.info["target"], state=call.state,
-                frames_out=self.router.frames_sent(call.slot), frames_in=call.frames_received,
+                frames_out=self.router.frames_sent(call.slot), frames_in=call.audio_messages_received,
                 dropped=c["up_in_dropped"] + c["up_out_dropped"] + call.uplink.dropped,
                 reconnects=call.reconnects, rate=call.out_rate,
                 tts_queued_ms=call.playout.queued_bytes * 1000 // (2 * call.playout.rate)))
@@ -106,25 +116,38 @@ class Gateway:
         pool.heartbeat()
         now = time.monotonic_ns()
         changes = pool.scan()
+        # One slot's failure (a bug, input no one foresaw) costs that call, never
+        # the tick: every other slot's open, close and tick still happen.
         for slot, gen, state in changes:
             if state in (_ring.SLOT_ACTIVE, _ring.SLOT_CLOSING) and slot not in self.calls:
-                self._open_call(slot, gen)
+                self._guarded(self._open_call, slot, slot, gen)
         self._drain(now)
         for slot, gen, state in changes:
             call = self.calls.get(slot)
             if call is None:
                 continue
             if call.gen != gen or state == _ring.SLOT_FREE:
-                self._close_call(call, pb.StreamEnd.REASON_ERROR, "slot taken by another call")
+                self._guarded(self._close_call, slot, call, pb.StreamEnd.REASON_ERROR,
+                              "slot taken by another call")
             elif state == _ring.SLOT_CLOSING:
-                self._close_call(call, *self._end_reason(call.slot))
+                self._guarded(self._close_call, slot, call, *self._end_reason(call.slot))
         for call in list(self._busy):
-            if not call.tick(now) or call.slot not in self.calls:
+            if not self._guarded(call.tick, call.slot, now) or call.slot not in self.calls:
                 self._busy.discard(call)
         self.transport.flush()
         self.ticks += 1
         if self.ticks % COUNTER_EVERY == 0:
             self._collect_ring_counters()
+
+    def _guarded(self, fn, slot: int, *args):
+        """fn(*args), or None (logged and counted) if it raised."""
+        try:
+            return fn(*args)
+        except Exception:
+            call = self.calls.get(slot)
+            (call.log if call else log).exception("slot %d: %s failed", slot, fn.__name__)
+            self.metrics.dropped("slot_error")
+            return None
 
     def _drain(self, now: int) -> None:
         batch = self._batch
@@ -133,8 +156,8 @@ class Gateway:
             return
         frames, nbytes, py_frames, controls, latency = self.router.deliver(batch, now)
         calls = self.calls
-        for slot, track, seq, ts, pcm in py_frames:
-            calls[slot].send_frame(track, seq, ts, pcm)
+        for slot, msg in py_frames:
+            calls[slot].send_routed(msg)
         for slot, type_, data in controls:
             try:
                 calls[slot].on_control(type_, data)
@@ -146,6 +169,9 @@ class Gateway:
         m.bytes_sent.inc(nbytes)
         for seconds in latency:
             m.hook_to_send.observe(seconds)
+        if self.router.stale != self._stale:   # a ring handed back a sequence already taken
+            m.dropped("stale_sequence", self.router.stale - self._stale)
+            self._stale = self.router.stale
         self._ring_errors(batch)
 
     def _collect_ring_counters(self) -> None:
@@ -178,7 +204,11 @@ class Gateway:
         self.calls[slot] = call
         self.router.route(slot, call.uplink)   # the window holds frames until the stream is up
         self.metrics.active_streams.inc()
-        call.connect()
+        try:
+            call.connect()
+        except Exception:   # the call is known: it is closed when its slot is
+            call.fail("opening the stream failed (logged)")
+            raise
 
     def _end_reason(self, slot: int) -> tuple[int, str]:
         code = self.pool.end_reason(slot)
@@ -187,7 +217,12 @@ class Gateway:
         return END_REASONS[code]
 
     def _close_call(self, call: Call, reason: int, detail: str) -> None:
-        call.end(reason, detail)
+        try:
+            call.end(reason, detail)
+        finally:   # the slot is let go whatever ending the stream met
+            self._forget_call(call)
+
+    def _forget_call(self, call: Call) -> None:
         self._collect_ring_counters()
         self.metrics.dropped("resume_overflow", call.uplink.dropped)
         self.metrics.active_streams.dec()
@@ -198,4 +233,4 @@ class Gateway:
         except _ring.SlotError:
             self.pool.unwatch(call.slot)   # already taken by a new call
         call.log.info("stream ended: %d frames sent, %d audio messages received, %d dropped",
-                      call.frames_sent, call.frames_received, call.uplink.dropped)
+                      call.frames_sent, call.audio_messages_received, call.uplink.dropped)

@@ -43,3 +43,31 @@ def setup(level: str, fmt: str) -> None:
     handler.setFormatter(FORMATTERS[fmt]())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("grpc").setLevel(logging.WARNING)   # its DEBUG is per-call internals
+
+
+def peer_text(text: str, limit: int = 200) -> str:
+    """Text from the AI server made safe for one log line: control characters
+    and newlines escaped (a %0A in grpc-message cannot forge a line), cut at limit."""
+    cut = f"...({len(text) - limit} more)" if len(text) > limit else ""
+    return repr(text[:limit])[1:-1] + cut
+
+
+class Throttle:
+    """At most one line per kind per interval_s, for lines a peer can cause at
+    will; the next line that gets through says how many were suppressed."""
+
+    def __init__(self, logger, interval_s: float = 10.0):
+        self.logger, self.interval_s = logger, interval_s
+        self._next: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(self, level: int, kind: str, msg: str, *args) -> None:
+        now = time.monotonic()
+        if now < self._next.get(kind, 0.0):
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._next[kind] = now + self.interval_s
+        n = self._suppressed.pop(kind, 0)
+        if n:
+            msg += f" ({n} more like this in the last {self.interval_s:g} s not logged)"
+        self.logger.log(level, msg, *args)

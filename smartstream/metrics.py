@@ -11,8 +11,12 @@ class Metrics:
         r = self.registry = registry or CollectorRegistry()
         self.active_streams = Gauge("smartstream_active_streams", "Calls with a stream", registry=r)
         self.frames_sent = Counter("smartstream_frames_sent_total", "Audio frames sent to AI servers", registry=r)
+        self.frames_replayed = Counter("smartstream_frames_replayed_total",
+                                       "Audio frames sent again on a resumed stream (at least once)",
+                                       registry=r)
         self.bytes_sent = Counter("smartstream_bytes_sent_total", "PCM bytes sent to AI servers", registry=r)
-        self.frames_received = Counter("smartstream_frames_received_total", "Audio messages from AI servers", registry=r)
+        self.audio_messages_received = Counter("smartstream_audio_messages_received_total",
+                                               "Audio messages (any length) from AI servers", registry=r)
         self.bytes_received = Counter("smartstream_bytes_received_total", "PCM bytes from AI servers", registry=r)
         self.drops = Counter("smartstream_frames_dropped_total", "Frames or messages dropped, by reason",
                              ["reason"], registry=r)
@@ -21,6 +25,12 @@ class Metrics:
         self.refused = Counter("smartstream_server_messages_refused_total",
                                "AI server messages answered with Refused, by message and code",
                                ["message", "code"], registry=r)
+        self.tts_dropped_seconds = Counter("smartstream_tts_dropped_seconds_total",
+                                           "AI server audio dropped over max_tts_queue_ms "
+                                           "(each drop told by PlaybackDropped)", registry=r)
+        self.over_budget = Counter("smartstream_streams_over_budget_total",
+                                   "Streams ended because the AI server sent more messages or bytes "
+                                   "per second than stream_max_* allow", registry=r)
         self.reconnects = Counter("smartstream_reconnects_total", "Stream resumes, by the gRPC status that broke it",
                                   ["code"], registry=r)
         self.ring_overruns = Counter("smartstream_ring_overruns_total",

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Mapping
 
+from . import actions
 from .config import Config, TargetSettings
 from .target import TargetError, parse_target
 
@@ -28,11 +29,16 @@ ENV_PREFIX = "SMARTSTREAM_"
 
 RANGES = {
     "pool_slots": (1, 65536), "pool_mode": (0, 0o777), "cadence_ms": (1, 1000),
+    "heartbeat_timeout_ms": (20, 10_000),
     "resume_bound_ms": (0, 600_000), "prebuffer_ms": (0, 10_000),
     "max_tts_queue_ms": (0, 3_600_000), "retry_initial_ms": (1, 600_000),
     "retry_max_ms": (1, 600_000), "retry_give_up_s": (0, 86_400),
     "streams_per_channel": (1, 100_000), "keepalive_ms": (1000, 3_600_000),
     "keepalive_timeout_ms": (1000, 3_600_000), "event_socket_port": (1, 65535),
+    "event_socket_timeout_s": (0.1, 600), "admin_max_connections": (1, 10_000),
+    "admin_timeout_s": (0.1, 600),
+    "stream_max_messages_per_s": (1, 1_000_000), "stream_max_bytes_per_s": (1024, 1 << 30),
+    "stream_burst_s": (0.1, 60),
 }
 CHOICES = {
     "transport": ("fast", "grpcio"), "log_format": ("text", "json"),
@@ -69,6 +75,9 @@ def load(path: str | None, env: Mapping[str, str] = os.environ,
     for flag, value in (flags or {}).items():
         if value is not None:
             _set(cfg, flag.lstrip("-").replace("-", "_"), value, flag)
+    if cfg.heartbeat_timeout_ms < 2 * cfg.cadence_ms:
+        raise SettingsError(f"heartbeat_timeout_ms ({cfg.heartbeat_timeout_ms}) must be at least "
+                            f"two ticks (cadence_ms {cfg.cadence_ms:g})")
     if cfg.retry_initial_ms > cfg.retry_max_ms:
         raise SettingsError(f"retry_initial_ms ({cfg.retry_initial_ms}) must not exceed "
                             f"retry_max_ms ({cfg.retry_max_ms})")
@@ -111,9 +120,10 @@ def _targets(path: str, table) -> dict[str, TargetSettings]:
     for name, keys in table.items():
         where = f'{path}: targets."{name}"'
         try:
-            authority = parse_target(name).authority
+            target = parse_target(name)
         except TargetError as e:
             raise SettingsError(f"{where}: {e}") from None
+        authority = target.authority
         if not isinstance(keys, dict):
             raise SettingsError(f"{where}: expected a table of {', '.join(TARGET_KEYS)}")
         ts = TargetSettings()
@@ -121,7 +131,13 @@ def _targets(path: str, table) -> dict[str, TargetSettings]:
             field = TARGET_KEYS.get(key)
             if field is None:
                 raise SettingsError(f"{where}.{key}: unknown key{_did_you_mean(key, TARGET_KEYS)}")
-            setattr(ts, key, _typed(_kind(field), value, f"{where}.{key}"))
+            kind, name = _kind(field), f"{where}.{key}"
+            setattr(ts, key, _strings(value, name) if kind is tuple else _typed(kind, value, name))
+        _check_grant(ts, where)
+        # Loopback traffic never leaves the host; anywhere else anyone on the path reads it.
+        if ts.token and not ts.tls and not _loopback(target):
+            raise SettingsError(f"{where}.token: needs tls = true: a bearer token over plain TCP "
+                                "is readable by anyone on the path")
         for key in TLS_ONLY:
             if getattr(ts, key) and not ts.tls:
                 raise SettingsError(f"{where}.{key}: only used with tls = true")
@@ -129,6 +145,30 @@ def _targets(path: str, table) -> dict[str, TargetSettings]:
             raise SettingsError(f"{where}: cert_file and key_file go together (mutual TLS)")
         out[authority] = ts
     return out
+
+
+def _loopback(target) -> bool:
+    return all(h == "localhost" or h == "::1" or h.startswith("127.")
+               for h in [a.host for a in target.addresses] or [target.host])
+
+
+def _strings(value, name: str) -> tuple:
+    if type(value) is not list or any(type(v) is not str for v in value):
+        raise SettingsError(f"{name}: expected an array of strings")
+    return tuple(value)
+
+
+def _check_grant(ts: TargetSettings, where: str) -> None:
+    unknown = [a for a in ts.allow_actions if a not in actions.ACTIONS]
+    if unknown:
+        raise SettingsError(f"{where}.allow_actions: unknown action {unknown[0]!r}; expected "
+                            f"any of {', '.join(actions.ACTIONS)}")
+    try:
+        actions.parse_transfer_allow(ts.transfer_allow)
+    except ValueError as e:
+        raise SettingsError(f"{where}.transfer_allow: {e}") from None
+    if ts.transfer_allow and "transfer" not in ts.allow_actions:
+        raise SettingsError(f'{where}.transfer_allow: needs "transfer" in allow_actions')
 
 
 def _set(cfg: Config, key: str, value, name: str) -> None:
@@ -144,6 +184,9 @@ def _set(cfg: Config, key: str, value, name: str) -> None:
             raise SettingsError(f"{name}: expected {lo}..{hi}, got {value}")
     if key in CHOICES and value not in CHOICES[key]:
         raise SettingsError(f"{name}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
+    if key == "pool_mode" and value & 0o007:   # the pool carries every call's audio
+        raise SettingsError(f"{name}: {value:#o} gives other users access to the calls; "
+                            "expected owner and group bits only (e.g. 0o660)")
     if key == "pool_path" and not value.startswith("/"):
         raise SettingsError(f"{name}: expected an absolute path, got {value!r}")
     if key == "admin_listen":

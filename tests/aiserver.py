@@ -18,6 +18,7 @@ class Recorded:
     outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     status: str = ""
+    last_ack: dict = field(default_factory=dict)   # track -> highest sequence acknowledged
 
     @property
     def start(self) -> pb.StreamStart:
@@ -33,6 +34,9 @@ class Recorded:
     def frames(self, track=pb.TRACK_INBOUND) -> list[pb.AudioFrame]:
         return [m.audio for m in self.messages if m.HasField("audio") and m.audio.track == track]
 
+    def gaps(self, track=pb.TRACK_INBOUND) -> list[pb.Gap]:
+        return [m.gap for m in self.messages if m.HasField("gap") and m.gap.track == track]
+
     def send(self, **kw) -> None:
         self.outbox.put_nowait(pb.ServerMessage(**kw))
 
@@ -41,8 +45,11 @@ class AIServer(pb_grpc.AIStreamServicer):
     """Streams by call uuid (a resumed call adds a stream to its list), and
     each call's authorization header (the last stream's)."""
 
-    def __init__(self, on_start=None):
-        self.streams: dict[str, list[Recorded]] = {}
+    def __init__(self, on_start=None, ack=False, streams=None):
+        """ack: acknowledge every frame as it arrives. streams: share another
+        server's record (the same server started again)."""
+        self.streams: dict[str, list[Recorded]] = {} if streams is None else streams
+        self.ack = ack
         self.auth: dict[str, str | None] = {}
         self.started = asyncio.Queue()
         self.on_start = on_start
@@ -62,6 +69,9 @@ class AIServer(pb_grpc.AIStreamServicer):
                     self.started.put_nowait(rec)
                     if self.on_start:
                         self.on_start(rec)
+                elif self.ack and msg.HasField("audio"):
+                    rec.last_ack[msg.audio.track] = msg.audio.sequence
+                    rec.send(ack=pb.Ack(track=msg.audio.track, sequence=msg.audio.sequence))
             rec.outbox.put_nowait(None)
 
         reader = asyncio.ensure_future(read())

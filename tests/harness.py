@@ -29,8 +29,8 @@ class Daemon:
     """`smartstream run` as a subprocess, logging to a file the test can read."""
 
     def __init__(self, pool: str, logdir: Path, *args: str, slots: int = 16,
-                 admin: str | None = None):
-        self.pool, self.args, self.slots = pool, args, slots
+                 admin: str | None = None, exe: tuple = (sys.executable, "-m", "smartstream.cli")):
+        self.pool, self.args, self.slots, self.exe = pool, args, slots, exe
         # Its own admin port: two test runs (or a real daemon) must not collide.
         self.admin = admin or f"127.0.0.1:{free_port()}"
         self.logfile = logdir / f"daemon-{uuid.uuid4().hex[:6]}.log"
@@ -39,7 +39,7 @@ class Daemon:
     def start(self, timeout: float = 15.0) -> "Daemon":
         log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smartstream.cli", "run", "--pool-path", self.pool,
+            [*self.exe, "run", "--pool-path", self.pool,
              "--pool-slots", str(self.slots), "--log-level", "DEBUG", *self.args],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
             env={**os.environ, "SMARTSTREAM_ADMIN_LISTEN": self.admin})

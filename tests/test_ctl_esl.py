@@ -85,7 +85,13 @@ async def test_environment_overrides_the_password(peer, tmp_path):
     (["start", UUID, "a:1", "--metadata", '{"a": '], "--metadata is not valid JSON"),
     (["start", UUID, "no-port-here"], "target 'no-port-here': expected host:port"),
     (["start", UUID, "a:99999"], "port must be 1..65535"),
-    (["stop", "has space"], "expected a channel uuid without spaces"),
+    (["stop", "has space"], "expected a channel uuid"),
+    (["stop", UUID + "\napi shutdown"], "expected a channel uuid"),
+    (["stop", "x" * 37], "expected a channel uuid"),
+    (["stop", "a;b"], "expected a channel uuid"),
+    (["start", UUID, "a:1\napi shutdown"], "port must be 1..65535"),
+    (["send-payload", UUID, '{"a": NaN}'], "NaN is not a JSON number"),
+    (["start", UUID, "a:1", "--metadata", '{"a": -Infinity}'], "-Infinity is not a JSON number"),
     (["start", UUID, "a:1", "--sample-rate", "11025"], "invalid choice: 11025"),
 ])
 async def test_bad_arguments_exit_2_and_send_nothing(peer, config, args, message):
@@ -104,5 +110,5 @@ async def test_a_wrong_config_file_exits_2_naming_the_key(tmp_path):
 def test_help_documents_every_exit_code():
     text = ctl.parser().format_help()
     for code in (ctl.BAD_ARGS, ctl.FS_UNREACHABLE, ctl.FS_AUTH, ctl.FS_ERR, ctl.DAEMON_DOWN,
-                 ctl.UNHEALTHY, ctl.NO_STREAM):
+                 ctl.UNHEALTHY, ctl.NO_STREAM, ctl.FS_TIMEOUT):
         assert f"\n  {code}  " in text

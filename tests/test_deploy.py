@@ -87,7 +87,7 @@ def compose_cli() -> list[str] | None:
 def test_compose_config_validates(files):
     cli = compose_cli()
     if cli is None:
-        pytest.fail("no compose implementation installed (`make install` puts docker-compose in); "
+        pytest.fail("no compose implementation installed (`make test` puts docker-compose in); "
                     "the structure is still checked below with PyYAML")
     args = [a for f in files for a in ("-f", str(f))]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMARTSTREAM_", "FREESWITCH_"))}
@@ -185,18 +185,50 @@ def recipe(target: str) -> list[str]:
     return [line.strip() for line in m.group(1).splitlines()] if m else []
 
 
+def prerequisites(target: str) -> set[str]:
+    """The target and every target it depends on, transitively."""
+    text = (ROOT / "Makefile").read_text()
+    deps = {t: d.split() for t, d in re.findall(r"^([\w-]+):(?!=)(.*)$", text, re.M)}
+    seen, todo = set(), [target]
+    while todo:
+        t = todo.pop()
+        if t not in seen:
+            seen.add(t)
+            todo += deps.get(t, [])
+    return seen
+
+
 def dockerfile_runs() -> list[str]:
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     return [line.split(None, 1)[1] for line in text.splitlines() if line.startswith("RUN ")]
 
 
-def test_readme_installs_with_the_makefile():
+def test_readme_and_ci_are_the_same_two_commands():
     readme = (ROOT / "README.md").read_text()
-    assert re.search(r"^make demo\b", readme, re.M)
-    assert re.search(r"^demo:\s*install\b", (ROOT / "Makefile").read_text(), re.M)
-    steps = " ".join(recipe("install"))
-    assert "pip install" in steps and "-e" in steps and "$(MAKE) -C csrc" in steps
-    assert makefile_vars()["APT_PACKAGES"].split()
+    setup = re.search(r"## Set-up.*?```sh\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in setup.splitlines()]
+    assert commands == ["make demo", "make test"]
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    assert ci == commands
+    section = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    for var in ("APT_PACKAGES", "TEST_APT_PACKAGES"):   # the README names what gets installed
+        for pkg in makefile_vars()[var].split():
+            assert re.search(rf"(?<![\w-]){re.escape(pkg)}(?![\w-])", section), pkg
+
+
+def test_the_runtime_install_leaves_the_test_world_out():
+    assert "install" in prerequisites("demo") and "install" in prerequisites("service")
+    runtime = prerequisites("install")
+    assert "test-deps" not in runtime and "test-deps" in prerequisites("test")
+    steps = " ".join(s for t in runtime for s in recipe(t))
+    assert "$(PIP) install -e . " in steps + " " and ".[" not in steps   # no extras
+    assert "npm" not in steps and "$(MAKE) -C csrc" not in steps
+    apt = set(makefile_vars()["APT_PACKAGES"].split())
+    assert not apt & {"nodejs", "npm", "docker-compose", "openssl", "systemd"}
+    assert {"python3", "python3-venv", "python3-dev"} <= apt
+    assert "$(TEST_EXTRAS)" in " ".join(recipe("test"))
+    assert "$(VENV)/bin/python -m pytest" in " ".join(recipe("test"))
 
 
 def test_dockerfile_installs_as_the_readme_does():
@@ -206,15 +238,13 @@ def test_dockerfile_installs_as_the_readme_does():
     commands = [c.strip() for c in re.split(r"&&|;", runs)]
     make_install = [c for c in commands if re.match(r"make\s+install\b", c)]
     assert make_install, "the image must install with `make install`"
-    python = makefile_vars()["PYTHON"].split()[-1]
-    assert all(f"PYTHON={python}" in c or "PYTHON=" not in c for c in make_install)
+    assert all('VENV="$VIRTUAL_ENV"' in c for c in make_install)
     # nothing of the project installed besides the Makefile: no second list to drift
     apt_pkgs = set(makefile_vars()["APT_PACKAGES"].split())
     for c in commands:
         if "apt-get install" in c:
             assert not apt_pkgs & set(shlex.split(c)), f"{c!r}: leave APT_PACKAGES to the Makefile"
-        assert not re.search(r"pip\d?\s+install|-m\s+pip\s+install", c), c
-        assert not re.search(r"make\s+-C\s+csrc", c), c
+        assert not re.search(r"pip\d?\s+install|-m\s+pip\s+install|python3?\s+-m\s+venv", c), c
     assert re.search(r"^COPY \. \.", text, re.M)
     assert re.search(r"^ENV SMARTSTREAM_ADMIN_LISTEN=0\.0\.0\.0:\d+", text, re.M)
     assert re.search(r'^CMD \["smartstream", "run"\]', text, re.M)
@@ -277,3 +307,16 @@ def test_deployment_doc_covers_the_override():
     for needed in ("docker-compose.freeswitch-host.yml", "dns:///", "network_mode: host",
                    "headless", "Envoy", "FREESWITCH_GID"):
         assert needed in doc, needed
+
+
+def test_readme_states_the_core_patchs_size():
+    patch = (ROOT / "freeswitch_patch" / "0001-core-read-frame-hook.patch").read_text()
+    body = patch.split("\ndiff --git ", 1)[1].split("\n-- \n", 1)[0]   # up to git's signature
+    added = [ln[1:] for ln in body.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    removed = [ln for ln in body.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    code = [ln for ln in re.sub(r"/\*.*?\*/", "", "\n".join(added), flags=re.S).splitlines()
+            if ln.strip()]
+    files = body.count("\ndiff --git ") + 1
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"core patch ({len(added)} lines added, {len(removed)} changed, in {files} files; "
+            f"{len(code)} of the added lines are code)") in readme

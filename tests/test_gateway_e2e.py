@@ -64,7 +64,7 @@ async def test_round_trip_is_sample_exact(daemon, pool, server, tmp_path):
         await asyncio.wait_for(rec.done.wait(), 5)
         kinds = rec.kinds()
         assert kinds[0] == "start" and kinds[-1] == "end"
-        assert set(kinds[1:-1]) == {"audio"}
+        assert set(kinds[1:-1]) == {"audio", "drained"} and kinds.count("drained") == 1
         assert rec.messages[-1].end.reason == pb.StreamEnd.REASON_HANGUP
         assert rec.start.sample_rate == 16000 and not rec.start.resumed
         frames = rec.frames()
@@ -212,7 +212,7 @@ async def test_misbehaving_server_gets_its_stream_closed(daemon, pool, server, t
     summary = await sim.wait()
     bad, good = server.streams["mb-0000"][0], server.streams["mb-0001"][0]
     await asyncio.wait_for(good.done.wait(), 5)
-    assert bad.messages[-1].end.reason == pb.StreamEnd.REASON_ERROR
+    assert bad.messages[-1].end.reason == pb.StreamEnd.REASON_PROTOCOL
     assert "sample_rate 12345" in bad.messages[-1].end.detail
     assert "sample_rate 12345" in sim.messages("error", "mb-0000")[0]["data"]
     assert len(good.frames()) == summary["frames_written"] // 2

@@ -490,13 +490,14 @@ def test_fuzz_inbound(data, chunk):
 # ---- send_audio's bytes are protobuf's ----
 
 @given(track=st.integers(0, 2**31 - 1), seq=st.integers(0, 2**64 - 1),
-       capture_ns=st.integers(0, 2**64 - 1), pcm=st.binary(max_size=2000))
-def test_send_audio_encoding_is_protobufs(track, seq, capture_ns, pcm):
+       capture_ns=st.integers(0, 2**64 - 1), pcm=st.binary(max_size=2000), synth=st.booleans())
+def test_send_audio_encoding_is_protobufs(track, seq, capture_ns, pcm, synth):
     conn = H2Connection("test:1", "http", Recorder())
     sid = conn.open_stream(PATH, [])
-    assert conn.send_audio_py(sid, track, seq, capture_ns, pcm)
+    assert conn.send_audio_py(sid, track, seq, capture_ns, pcm, synth)
     expected = pb.GatewayMessage(audio=pb.AudioFrame(
-        track=track, sequence=seq, capture_ns=capture_ns, pcm=pcm)).SerializeToString()
+        track=track, sequence=seq, capture_ns=capture_ns, pcm=pcm,
+        synthesized=synth)).SerializeToString()
     assert conn.stream_buffered(sid) == 5 + len(expected)
     # the queued bytes are the DATA payload nghttp2 sends: take them off the wire
     tr = RecordingTransport()

@@ -137,8 +137,15 @@ def test_file_shorter_than_header(shm_path, header, size):
         Pool.open(shm_path, 2)
 
 
+def private_file(path, data=b""):
+    """A file as only its owner can make it (the pool's checks pass)."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.write(fd, data)
+    os.close(fd)
+
+
 def test_empty_file_not_made_by_us(shm_path):
-    open(shm_path, "wb").close()
+    private_file(shm_path)
     assert "truncated" in attach_error(shm_path)
     with pytest.raises(PoolError, match="truncated"):
         Pool.open(shm_path, 4)
@@ -146,8 +153,7 @@ def test_empty_file_not_made_by_us(shm_path):
 
 
 def test_garbage_file(shm_path):
-    with open(shm_path, "wb") as f:
-        f.write(os.urandom(1 << 16))
+    private_file(shm_path, os.urandom(1 << 16))
     assert "magic" in attach_error(shm_path)
 
 
@@ -179,6 +185,14 @@ def test_open_creates_with_mode_0660_whatever_the_umask(shm_path):
     p.close()
 
 
+def test_open_allocates_every_byte(shm_path):
+    """Allocated at creation: a write can never find a page the tmpfs has no room for."""
+    Pool.open(shm_path, 3).close()
+    st = os.stat(shm_path)
+    assert st.st_size == _ring.pool_bytes(3)
+    assert st.st_blocks * 512 >= st.st_size
+
+
 def test_open_reattaches_a_valid_pool(shm_path):
     p = Pool.open(shm_path, 3)
     assert (p.reattached, p.daemon_epoch, p.daemon_alive()) == (False, 1, True)
@@ -207,7 +221,10 @@ def test_open_refuses_a_pool_owned_by_someone_else(shm_path):
     os.chown(shm_path, 65534, 65534)
     with pytest.raises(PoolError, match="owned by uid 65534"):
         Pool.open(shm_path, 2)
-    Pool.attach(shm_path).close()  # attaching (the module's way) is the file mode's business
+    # The module's side refuses it too, unless told that uid is the daemon's.
+    with pytest.raises(PoolError, match="owned by uid 65534, expected uid 0"):
+        Pool.attach(shm_path)
+    Pool.attach(shm_path, owner=65534).close()
 
 
 def test_module_without_daemon_or_slot(shm_path):

@@ -83,6 +83,49 @@ async def test_new_streams_alternate_between_two_servers(transport, servers, poo
 
 @pytest.mark.usefixtures("mediasim")
 @pytest.mark.parametrize("transport", ["fast", "grpcio"])
+async def test_rolling_restart_of_both_servers_loses_no_frame(transport, servers, pool, tmp_path):
+    # Each replica in turn stops gracefully (GOAWAY, then its streams end) and
+    # comes back on the same address while 20 calls go on: their streams move
+    # to the other replica, resumed, and every frame of every call arrives.
+    calls, seconds = 20, 7
+    a, b = servers
+    name = f"ipv4:{a.host}:{a.port},{b.host}:{b.port}"
+    daemon = Daemon(pool, tmp_path, "--transport", transport, slots=calls).start()
+    restarted = []
+    try:
+        sim = await Sim(pool, "--calls", str(calls), "--seconds", str(seconds), "--source",
+                        "pattern", "--target", name, "--uuid-prefix", "roll").start()
+        for _ in range(200):   # every call streaming (at most 10 s)
+            if len(a.streams) + len(b.streams) == calls:
+                break
+            await asyncio.sleep(0.05)
+        for old in (a, b):
+            await asyncio.sleep(1.0)
+            await old.stop(0.5)
+            new = BoundAIServer(old.host)
+            new.streams = old.streams
+            await new.start(old.port)
+            restarted.append(new)
+        summary = await sim.wait()
+        await asyncio.sleep(0.5)
+    finally:
+        daemon.cleanup()
+        for s in restarted:
+            await s.stop(0)
+    n = summary["frames_written"] // calls
+    moved = 0
+    for i in range(calls):
+        recs = a.streams.get(f"roll-{i:04d}", []) + b.streams.get(f"roll-{i:04d}", [])
+        got = {f.sequence for rec in recs for f in rec.frames()}
+        assert got == set(range(n)), (i, sorted(set(range(n)) - got)[:10])
+        assert not [g for rec in recs for g in rec.gaps()]
+        moved += len(recs) > 1
+    print(f"{transport}: {calls} calls, {moved} moved at least once, no frame lost")
+    assert moved
+
+
+@pytest.mark.usefixtures("mediasim")
+@pytest.mark.parametrize("transport", ["fast", "grpcio"])
 async def test_dns_name_through_the_daemon(transport, pool, tmp_path):
     """dns:///localhost:PORT from the slot: resolved by the daemon, one
     connection per address it resolves to, every call streamed."""

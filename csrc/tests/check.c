@@ -124,7 +124,8 @@ static void remove_scratch(void)
 int main(void)
 {
     static const check_case *const suites[] = {
-        ring_cases, byte_cases, thread_cases, pool_cases, stream_cases, wav_cases,
+        ring_cases, byte_cases, thread_cases, pool_cases, stream_cases, wav_cases, private_cases,
+        action_cases,
     };
     static int passed, failed; /* static: they survive the longjmp unchanged */
     setvbuf(stdout, NULL, _IOLBF, 0);

@@ -18,7 +18,7 @@ typedef struct check_case {
 
 /* Each test file defines one NULL-terminated suite. */
 extern const check_case ring_cases[], byte_cases[], thread_cases[], pool_cases[],
-    stream_cases[], wav_cases[];
+    stream_cases[], wav_cases[], private_cases[], action_cases[];
 
 _Noreturn void check_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

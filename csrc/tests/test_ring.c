@@ -161,6 +161,23 @@ static void test_rec_big_record_drops_several(void)
     ring_free(&v);
 }
 
+/* The drop loop is bounded (a hostile consumer must not keep the media
+ * thread in it), yet the worst honest ring, all empty records, still makes
+ * room for the biggest record: 21 drops of 24 bytes after a 16-byte skip. */
+static void test_rec_drop_bound_admits_the_worst_honest_ring(void)
+{
+    ss_ringv v = ring_new(CAP, MAX);
+    for (int i = 0; i < 42; i++)
+        CHECK_EQ(put_rec(&v, 0, 0), SS_OK);
+    CHECK_EQ(put_rec(&v, MAX, 1), SS_OK);
+    CHECK_EQ(atomic_load(&v.r->rejected), 0);
+    CHECK_EQ(atomic_load(&v.r->dropped), 21);
+    uint64_t seqs[22];
+    CHECK_EQ(take_all(&v, seqs, 22), 22);
+    check_seqs(seqs, 22, 21);
+    ring_free(&v);
+}
+
 /* Dropping walks over PAD records without counting them as records. */
 static void test_rec_drop_across_pad(void)
 {
@@ -353,6 +370,7 @@ const check_case ring_cases[] = {
     CASE(test_rec_wrap_with_implicit_skip),
     CASE(test_rec_drop_oldest_counts_exactly),
     CASE(test_rec_big_record_drops_several),
+    CASE(test_rec_drop_bound_admits_the_worst_honest_ring),
     CASE(test_rec_drop_across_pad),
     CASE(test_rec_full_without_drop),
     CASE(test_rec_too_big_or_pad_type),

@@ -197,6 +197,28 @@ static void test_stream_life_cycle_and_stale_generations(void)
     ss_pool_detach(&p);
 }
 
+/* A generation scribbled on while the call runs: writes stop (they would go
+ * to "another call"), and the close still hands the slot back, counted as
+ * corrupt, so the daemon frees it and the next call gets it. */
+static void test_stream_scribbled_generation_is_released(void)
+{
+    ss_pool p = live_pool("s13.pool", 1);
+    ss_stream a, b;
+    uint32_t gen;
+    int16_t pcm[SPF] = {0};
+    open_ok(&p, "victim", &a);
+    atomic_store(&a.slot->hdr.generation, a.gen + 77);
+    CHECK_EQ(ss_stream_write(&a, SS_TRACK_IN, 0, pcm, SPF), SS_E_STALE);
+    CHECK_EQ(ss_stream_close(&a, SS_END_HANGUP), SS_E_CORRUPT);
+    CHECK_EQ(ss_slot_state(a.slot, &gen), SS_SLOT_CLOSING);
+    CHECK_EQ(gen, a.gen);
+    CHECK_EQ(ss_slot_free(a.slot, a.gen), SS_OK);
+    open_ok(&p, "next", &b);                                    /* the only slot: not stuck */
+    CHECK_EQ(ss_stream_close(&a, SS_END_HANGUP), SS_E_STALE);   /* the old handle cannot touch it */
+    CHECK_EQ(ss_stream_close(&b, SS_END_HANGUP), SS_OK);
+    ss_pool_detach(&p);
+}
+
 /* Whatever the last call left in the rings is gone for the next one. */
 static void test_stream_reopen_starts_clean(void)
 {
@@ -268,6 +290,37 @@ static void test_stream_write_frames(void)
     ss_pool_detach(&p);
 }
 
+/* CNG: a silence record takes its place in the timeline (the next seq) with
+ * the frame's length of zeros, so the daemon treats it as audio. */
+static void test_stream_write_silence(void)
+{
+    ss_pool p = live_pool("s7b.pool", 1);
+    ss_stream s;
+    int16_t pcm[SPF];
+    for (int k = 0; k < SPF; k++)
+        pcm[k] = (int16_t)(k + 1);
+    open_ok(&p, "w", &s);
+    ss_slot_rings d = daemon_rings(&s);
+    CHECK_EQ(ss_stream_write(&s, SS_TRACK_IN, 1, pcm, SPF), SS_OK);
+    CHECK_EQ(ss_stream_write_silence(&s, SS_TRACK_IN, 2, SPF), SS_OK);
+    CHECK_EQ(ss_stream_write_silence(&s, SS_TRACKS, 2, SPF), SS_E_ARG);
+    CHECK_EQ(ss_stream_write_silence(&s, SS_TRACK_IN, 2, SS_FRAME_BYTES_MAX / 2 + 1), SS_E_TOOBIG);
+
+    static _Alignas(8) uint8_t out[4 * (SS_FRAME_BYTES_MAX + SS_REC_HDR)];
+    static const int16_t zeros[SPF];
+    uint32_t n;
+    uint64_t lost;
+    CHECK_EQ(ss_rec_drain(&d.up[SS_TRACK_IN], out, sizeof out, 8, &n, &lost), 2 * (24 + 2 * SPF));
+    ss_rec h;
+    memcpy(&h, out + 24 + 2 * SPF, SS_REC_HDR);
+    CHECK_EQ(h.type, SS_REC_SILENCE);
+    CHECK_EQ(h.seq, 1);
+    CHECK_EQ(h.ts_ns, 2);
+    CHECK_EQ(h.len, 2 * SPF);
+    CHECK_MEM(out + 24 + 2 * SPF + SS_REC_HDR, zeros, sizeof zeros);
+    ss_pool_detach(&p);
+}
+
 /* A daemon that does not read: the module never blocks or fails, the
  * oldest frames go, and the count says how many. */
 static void test_stream_write_never_blocks(void)
@@ -322,6 +375,38 @@ static void test_stream_read_tts(void)
     CHECK_EQ(ss_stream_read_tts(&s, out, SPF), SPF);
     CHECK_MEM(out, tts + SPF, sizeof out);
     CHECK_EQ(atomic_load(&s.slot->down.underruns), 1);
+    ss_pool_detach(&p);
+}
+
+/* Paused: nothing is taken (no underrun either), and playback goes on from
+ * the same sample; a reopened slot starts unpaused. */
+static void test_stream_read_tts_paused(void)
+{
+    ss_pool p = live_pool("s20.pool", 1);
+    ss_stream s;
+    int16_t tts[2 * SPF], out[SPF], sentinel[SPF];
+    for (int k = 0; k < 2 * SPF; k++)
+        tts[k] = (int16_t)(k + 1);
+    memset(sentinel, 0x55, sizeof sentinel);
+    open_ok(&p, "p", &s);
+    ss_slot_rings d = daemon_rings(&s);
+    CHECK_EQ(ss_byte_write(&d.down, tts, sizeof tts), sizeof tts);
+    CHECK_EQ(ss_stream_read_tts(&s, out, SPF), SPF);
+    atomic_store(&s.slot->hdr.tts_paused, 1);
+    memcpy(out, sentinel, sizeof out);
+    CHECK_EQ(ss_stream_read_tts(&s, out, SPF), 0);
+    CHECK_MEM(out, sentinel, sizeof out);
+    CHECK_EQ(ss_ring_used(&d.down), SPF * 2);
+    CHECK_EQ(atomic_load(&s.slot->down.underruns), 0);
+    atomic_store(&s.slot->hdr.tts_paused, 0);
+    CHECK_EQ(ss_stream_read_tts(&s, out, SPF), SPF);
+    CHECK_MEM(out, tts + SPF, sizeof out);
+
+    atomic_store(&s.slot->hdr.tts_paused, 1);
+    CHECK_EQ(ss_stream_close(&s, SS_END_HANGUP), SS_OK);
+    CHECK_EQ(ss_slot_free(s.slot, s.gen), SS_OK);
+    open_ok(&p, "q", &s);
+    CHECK_EQ(atomic_load(&s.slot->hdr.tts_paused), 0);
     ss_pool_detach(&p);
 }
 
@@ -422,10 +507,13 @@ const check_case stream_cases[] = {
     CASE(test_stream_open_publishes_the_call),
     CASE(test_stream_pool_full),
     CASE(test_stream_life_cycle_and_stale_generations),
+    CASE(test_stream_scribbled_generation_is_released),
     CASE(test_stream_reopen_starts_clean),
     CASE(test_stream_write_frames),
+    CASE(test_stream_write_silence),
     CASE(test_stream_write_never_blocks),
     CASE(test_stream_read_tts),
+    CASE(test_stream_read_tts_paused),
     CASE(test_stream_control_round_trip),
     CASE(test_stream_control_ring_full),
     CASE(test_stream_link_and_resume),

@@ -144,7 +144,51 @@ static void test_threads_byte_clear_races_read(void)
     ring_free(&sh.v);
 }
 
+/* A consumer that keeps moving head back to "full" (a buggy or hostile
+ * daemon) against the producer, FreeSWITCH's media thread: every write
+ * returns, written or refused, and each refusal is counted. The payload reads
+ * as empty records where head lands in it, so a write needs many small drops.
+ * How often the rewinder wins depends on scheduling; the bound itself is
+ * checked exactly in test_ring.c (test_rec_drop_bound_admits_the_worst_honest_ring). */
+static void *rewinder(void *arg)
+{
+    shared *sh = arg;
+    while (!atomic_load(&sh->done)) {
+        uint64_t t = atomic_load(&sh->v.r->tail);
+        atomic_store(&sh->v.r->head, t - sh->v.cap + SS_REC_HDR);
+    }
+    return NULL;
+}
+
+#define HOSTILE_CAP 65536u
+#define HOSTILE_LEN 16000u  /* a write needs some 670 drops in a row */
+
+static void test_threads_drop_loop_bounded_by_hostile_consumer(void)
+{
+    shared sh = {.v = ring_new(HOSTILE_CAP, HOSTILE_LEN)};
+    static _Alignas(8) uint8_t payload[HOSTILE_LEN];
+    const ss_rec empty = {.len = 0, .type = SS_REC_AUDIO};
+    for (uint32_t at = 0; at + 8 <= HOSTILE_LEN; at += 8)
+        memcpy(payload + at, &empty, 8);
+    while (ss_ring_used(&sh.v) + ss_rec_size(HOSTILE_LEN) <= HOSTILE_CAP)
+        CHECK_EQ(ss_rec_write(&sh.v, SS_REC_AUDIO, 0, 0, payload, HOSTILE_LEN, 0), SS_OK);
+    pthread_t r;
+    uint64_t ok = 0, refused = 0;
+    CHECK_EQ(pthread_create(&r, NULL, rewinder, &sh), 0);
+    for (uint32_t i = 0; i < 2000; i++) {
+        int rc = ss_rec_write(&sh.v, SS_REC_AUDIO, 0, 0, payload, HOSTILE_LEN, 1);
+        ok += rc == SS_OK;
+        refused += rc == SS_E_BUSY || rc == SS_E_CORRUPT;   /* head rewound past a new tail */
+    }
+    atomic_store(&sh.done, 1);
+    pthread_join(r, NULL);
+    CHECK_EQ(ok + refused, 2000);               /* nothing else, and every call returned */
+    CHECK_EQ(atomic_load(&sh.v.r->rejected), refused);
+    ring_free(&sh.v);
+}
+
 const check_case thread_cases[] = {
+    CASE(test_threads_drop_loop_bounded_by_hostile_consumer),
     CASE(test_threads_rec_drop_oldest),
     CASE(test_threads_byte_clear_races_read),
     {0, 0},

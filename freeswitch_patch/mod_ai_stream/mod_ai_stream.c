@@ -12,7 +12,9 @@
  *               replaces the outgoing frame; tracks=outbound|both also copies
  *               the outgoing frame to ss_stream_write(SS_TRACK_OUT)
  *   control     one module thread: ss_stream_take for every stream every
- *               20 ms (hangup, transfer, mark, event, error), daemon heartbeat
+ *               20 ms (hangup, transfer, mark, event, error, send_dtmf),
+ *               daemon heartbeat; a paused playback is a slot flag that
+ *               ss_stream_read_tts honours, nothing here
  *   to daemon   send_payload and DTMF through ss_stream_post, serialized per
  *               stream by post_mutex (the ctl ring has one producer)
  *
@@ -27,7 +29,9 @@
 #endif
 #include <switch.h>
 #include <dlfcn.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include "ss_action.h"
 #include "ss_stream.h"
 
 SWITCH_MODULE_LOAD_FUNCTION(mod_ai_stream_load);
@@ -40,7 +44,7 @@ SWITCH_MODULE_DEFINITION(mod_ai_stream, mod_ai_stream_load, mod_ai_stream_shutdo
 #define AIS_EV_MARK  "ai_stream::mark"
 #define AIS_EV_EVENT "ai_stream::event"
 #define AIS_BUG_NAME "ai_stream"
-#define AIS_DEFAULT_POOL "/dev/shm/smartstream.pool"
+#define AIS_DEFAULT_POOL "/run/smartstream/smartstream.pool"
 #define AIS_POLL_US 20000
 #define AIS_TAKE_PER_TICK 32              /* control messages per stream per tick */
 #define AIS_RESTAT_NS 1000000000ull       /* while the daemon is gone: look for a new pool file */
@@ -99,13 +103,16 @@ static struct {
 	switch_mutex_t *mutex;
 	switch_mutex_t *ctl_mutex;
 	char pool_path[256];
+	uid_t pool_owner;              /* the daemon's uid; SS_OWNER_OF_DIR: the pool directory's owner */
+	char transfer_allow[1024];     /* "dialplan:context" list (ss_action.h); "": XML, own context */
 	ais_map *maps;
 	ais_map *cur;
 	ais_stream *streams;
 	ais_set_read_hook_t set_read_hook;
 	switch_thread_t *thread;
 	volatile int running;
-	int daemon_lost;
+	int daemon_health;             /* enum ss_daemon_health last reported */
+	uint32_t slots_corrupted;      /* slots released after their header was overwritten */
 } globals;
 
 static inline void ais_bump(_Atomic uint64_t *c)
@@ -176,7 +183,7 @@ static int ais_pool_refresh_locked(char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return SS_E_SYS;
 	}
-	if ((rc = ss_pool_attach(globals.pool_path, &m->pool, err, errlen)) != SS_OK) {
+	if ((rc = ss_pool_attach_as(globals.pool_path, globals.pool_owner, &m->pool, err, errlen)) != SS_OK) {
 		free(m);
 		return globals.cur ? SS_OK : rc;
 	}
@@ -225,7 +232,11 @@ static void ais_finalize_locked(ais_stream *s)
 	if (!(s->ended && s->bug_closed && s->hook_cleared)) {
 		return;
 	}
-	if ((rc = ss_stream_close(&s->ss, s->end_reason)) != SS_OK) {
+	if ((rc = ss_stream_close(&s->ss, s->end_reason)) == SS_E_CORRUPT) {
+		switch_log_printf(SWITCH_CHANNEL_UUID_LOG(s->uuid), SWITCH_LOG_ERROR,
+						  "ai_stream: slot %u: its generation was overwritten during the call; released it (%u so far)\n",
+						  s->ss.idx, ++globals.slots_corrupted);
+	} else if (rc != SS_OK) {
 		switch_log_printf(SWITCH_CHANNEL_UUID_LOG(s->uuid), SWITCH_LOG_DEBUG, "ai_stream: slot %u close: %s\n",
 						  s->ss.idx, ss_strerror(rc));
 	}
@@ -271,7 +282,11 @@ static void ais_read_hook(switch_core_session_t *session, const switch_frame_t *
 		ais_bump(&s->frames_skipped);
 		return;
 	}
-	if (ss_stream_write(&s->ss, SS_TRACK_IN, ss_now_ns(), frame->data, samples) != SS_OK) {
+	/* SFF_CNG: the phone sent nothing for this frame's time (silence suppression)
+	 * and the core passes its placeholder: a silence record keeps one frame per
+	 * packet time, flagged synthesized to the AI server. */
+	if (((frame->flags & SFF_CNG) ? ss_stream_write_silence(&s->ss, SS_TRACK_IN, ss_now_ns(), samples)
+	     : ss_stream_write(&s->ss, SS_TRACK_IN, ss_now_ns(), frame->data, samples)) != SS_OK) {
 		ais_bump(&s->write_errors);
 	}
 	ais_bump(&s->frames_in);
@@ -641,7 +656,8 @@ static int ais_start(switch_core_session_t *session, ais_args *a, char *err, siz
 	rc = ais_pool_refresh_locked(why, sizeof(why));
 	if (rc == SS_OK && !ss_pool_daemon_alive(&globals.cur->pool, ss_now_ns())) {
 		rc = SS_E_NODAEMON;
-		snprintf(why, sizeof(why), "heartbeat in %s is stale", globals.pool_path);
+		snprintf(why, sizeof(why), "daemon %s, pool %s",
+				 ss_health_name(ss_pool_daemon_health(&globals.cur->pool, ss_now_ns())), globals.pool_path);
 	}
 	if (rc == SS_OK) {
 		rc = ss_stream_open(&globals.cur->pool, &call, &s->ss, why, sizeof(why));
@@ -783,7 +799,7 @@ static void ais_status(const char *uuid, switch_stream_handle_t *stream)
 		char why[1024];
 		ais_pool_refresh_locked(why, sizeof(why));
 	}
-	daemon = !globals.cur ? "absent" : ss_pool_daemon_alive(&globals.cur->pool, ss_now_ns()) ? "alive" : "lost";
+	daemon = !globals.cur ? "absent" : ss_health_name(ss_pool_daemon_health(&globals.cur->pool, ss_now_ns()));
 	if (!(s = ais_find_locked(uuid, 1))) {
 		stream->write_function(stream, "+OK idle daemon=%s\n", daemon);
 	} else {
@@ -822,16 +838,43 @@ static void ais_queue(ais_action ***tail, uint16_t type, const char *uuid, const
 	*tail = &a->next;
 }
 
-static void ais_transfer(switch_core_session_t *session, char *dest)
+/* SS_CTL_SEND_DTMF is binary (uint32 LE ms per digit, then the digits): queued
+ * as the "digits@ms" text switch_core_session_send_dtmf_string takes. The
+ * daemon checked the digits; they are checked again, as for transfers. */
+static void ais_queue_dtmf(ais_action ***tail, const char *uuid, const char *buf, long n)
 {
-	char *argv[3] = { 0 };
-	int argc = switch_separate_string(dest, ' ', argv, 3);
+	const uint8_t *u = (const uint8_t *) buf;
+	char text[64];
+	long i;
 
-	if (argc < 1 || zstr(argv[0])) {
-		switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_WARNING, "ai_stream: transfer without destination\n");
+	for (i = 4; i < n && buf[i] && strchr("0123456789*#ABCDwW", buf[i]); i++);
+	if (n < 5 || n > 4 + 32 || i != n) {
+		ais_queue(tail, SS_CTL_ERROR, uuid, "malformed send_dtmf from the daemon");
 		return;
 	}
-	switch_ivr_session_transfer(session, argv[0], argc > 1 ? argv[1] : NULL, argc > 2 ? argv[2] : NULL);
+	switch_snprintf(text, sizeof(text), "%.*s@%u", (int) (n - 4), buf + 4,
+					(unsigned) (u[0] | u[1] << 8 | u[2] << 16 | (uint32_t) u[3] << 24));
+	ais_queue(tail, SS_CTL_SEND_DTMF, uuid, text);
+}
+
+/* The daemon checked the transfer already; check again against our own
+ * transfer-allow: neither the daemon nor the AI server picks the dialplan. */
+static void ais_transfer(switch_core_session_t *session, const char *text)
+{
+	switch_channel_t *channel = switch_core_session_get_channel(session);
+	switch_caller_profile_t *profile = switch_channel_get_caller_profile(channel);
+	const char *own = profile && profile->context ? profile->context : "default";
+	ss_transfer t;
+	const char *why = ss_action_transfer(text, globals.transfer_allow, own, &t);
+
+	if (why) {
+		switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_WARNING, "ai_stream: transfer refused: %s\n", why);
+		ais_fire_error(session, NULL, why);
+		return;
+	}
+	switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_INFO, "ai_stream: transfer to %s %s %s from AI server\n",
+					  t.destination, t.dialplan, t.context);
+	switch_ivr_session_transfer(session, t.destination, t.dialplan, t.context);
 }
 
 static void ais_run_action(ais_action *a)
@@ -846,13 +889,17 @@ static void ais_run_action(ais_action *a)
 			break;
 		}
 		if (a->type == SS_CTL_HANGUP) {
-			switch_call_cause_t cause = switch_channel_str2cause(a->text);
-			if (cause == SWITCH_CAUSE_NONE) cause = SWITCH_CAUSE_NORMAL_CLEARING;
-			switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_INFO, "ai_stream: hangup (%s) from AI server\n",
-							  switch_channel_cause2str(cause));
-			switch_channel_hangup(switch_core_session_get_channel(session), cause);
+			/* Only a name in FreeSWITCH's cause table: not a number, not NONE. */
+			switch_call_cause_t cause = ss_action_cause(a->text) ? SWITCH_CAUSE_NONE : switch_channel_str2cause(a->text);
+			if (cause == SWITCH_CAUSE_NONE) {
+				switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_WARNING, "ai_stream: hangup refused: not a cause name\n");
+				ais_fire_error(session, NULL, "hangup refused: not a cause name");
+			} else {
+				switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_INFO, "ai_stream: hangup (%s) from AI server\n",
+								  switch_channel_cause2str(cause));
+				switch_channel_hangup(switch_core_session_get_channel(session), cause);
+			}
 		} else {
-			switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_INFO, "ai_stream: transfer to '%s' from AI server\n", a->text);
 			ais_transfer(session, a->text);
 		}
 		switch_core_session_rwunlock(session);
@@ -876,6 +923,15 @@ static void ais_run_action(ais_action *a)
 			}
 			switch_event_add_body(event, "%s", a->text);
 			switch_event_fire(&event);
+		}
+		break;
+	case SS_CTL_SEND_DTMF:
+		if ((session = switch_core_session_locate(a->uuid))) {
+			switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_INFO, "ai_stream: DTMF %s from AI server\n", a->text);
+			if (switch_core_session_send_dtmf_string(session, a->text) != SWITCH_STATUS_SUCCESS) {
+				switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_WARNING, "ai_stream: DTMF %s not sent\n", a->text);
+			}
+			switch_core_session_rwunlock(session);
 		}
 		break;
 	case SS_CTL_ERROR:
@@ -926,25 +982,25 @@ static void *SWITCH_THREAD_FUNC ais_poll_thread(switch_thread_t *thread, void *o
 		ais_action *head = NULL, **tail = &head, *a;
 		ais_stream *s;
 		uint64_t now = ss_now_ns();
-		int lost_now = -1;
+		int health_now = -1;           /* set when it changes: report it */
+		uint64_t stale_ms = 0;
 		char detach[16][SWITCH_UUID_FORMATTED_LENGTH + 1];
 		int ndetach = 0, i;
 
 		switch_mutex_lock(globals.mutex);
 		if (globals.cur) {
-			int alive = ss_pool_daemon_alive(&globals.cur->pool, now);
-			if (!alive && now >= next_stat) {
+			int health = ss_pool_daemon_health(&globals.cur->pool, now);
+			if (health != SS_HEALTH_ALIVE && now >= next_stat) {
 				/* The daemon may come back with a new pool file. */
 				char why[1024];
 				next_stat = now + AIS_RESTAT_NS;
 				ais_pool_refresh_locked(why, sizeof(why));
-				alive = ss_pool_daemon_alive(&globals.cur->pool, now);
+				health = ss_pool_daemon_health(&globals.cur->pool, now);
 			}
-			if (!alive && !globals.daemon_lost) {
-				globals.daemon_lost = lost_now = 1;
-			} else if (alive && globals.daemon_lost) {
-				globals.daemon_lost = 0;
-				lost_now = 0;
+			/* Down once reported stays reported: a stopped daemon's pool does not go on to "lost". */
+			if (health != globals.daemon_health && (health == SS_HEALTH_ALIVE || globals.daemon_health == SS_HEALTH_ALIVE)) {
+				globals.daemon_health = health_now = health;
+				stale_ms = ss_pool_stale_ns(&globals.cur->pool) / 1000000;
 			}
 		}
 		for (s = globals.streams; s; s = s->next) {
@@ -964,16 +1020,24 @@ static void *SWITCH_THREAD_FUNC ais_poll_thread(switch_thread_t *thread, void *o
 				if (n == 0 && type == 0) {
 					break;
 				}
-				ais_queue(&tail, type, s->uuid, buf);
+				if (type == SS_CTL_SEND_DTMF) {
+					ais_queue_dtmf(&tail, s->uuid, buf, n);
+				} else {
+					ais_queue(&tail, type, s->uuid, buf);
+				}
 			}
 		}
 		switch_mutex_unlock(globals.mutex);
 
-		if (lost_now == 1) {
-			switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_ERROR, "ai_stream: smartstream daemon lost (heartbeat in %s stale)\n",
+		if (health_now == SS_HEALTH_STOPPED) {
+			switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_WARNING, "ai_stream: smartstream daemon stopped (clean shutdown, pool %s)\n",
 							  globals.pool_path);
+			ais_fire_error(NULL, NULL, "daemon stopped");
+		} else if (health_now == SS_HEALTH_LOST) {
+			switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_ERROR, "ai_stream: smartstream daemon lost (no heartbeat for %llu ms in %s)\n",
+							  (unsigned long long) stale_ms, globals.pool_path);
 			ais_fire_error(NULL, NULL, "daemon lost");
-		} else if (lost_now == 0) {
+		} else if (health_now == SS_HEALTH_ALIVE) {
 			switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_NOTICE, "ai_stream: smartstream daemon is back\n");
 			ais_fire_error(NULL, NULL, "daemon back");
 		}
@@ -1133,6 +1197,7 @@ static void ais_load_config(void)
 	switch_xml_t cfg, xml, settings, param;
 
 	switch_copy_string(globals.pool_path, AIS_DEFAULT_POOL, sizeof(globals.pool_path));
+	globals.pool_owner = SS_OWNER_OF_DIR;
 	if (!(xml = switch_xml_open_cfg("ai_stream.conf", &cfg, NULL))) {
 		return;              /* no config file: defaults */
 	}
@@ -1142,6 +1207,21 @@ static void ais_load_config(void)
 			const char *value = switch_xml_attr_soft(param, "value");
 			if (!strcasecmp(name, "pool-path") && !zstr(value)) {
 				switch_copy_string(globals.pool_path, value, sizeof(globals.pool_path));
+			} else if (!strcasecmp(name, "transfer-allow")) {
+				switch_copy_string(globals.transfer_allow, value, sizeof(globals.transfer_allow));
+			} else if (!strcasecmp(name, "pool-owner") && !zstr(value)) {
+				/* The daemon's user (name or uid): a pool owned by anyone else is refused. */
+				struct passwd *pw = getpwnam(value);
+				char *end = NULL;
+				unsigned long uid = strtoul(value, &end, 10);
+				if (pw) {
+					globals.pool_owner = pw->pw_uid;
+				} else if (end && !*end && uid < (unsigned long) SS_OWNER_OF_DIR) {
+					globals.pool_owner = (uid_t) uid;
+				} else {
+					switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_ERROR,
+									  "ai_stream: pool-owner %s: no such user; trusting the owner of the pool's directory\n", value);
+				}
 			}
 		}
 	}

@@ -25,7 +25,7 @@ cdef extern from "nghttp2/nghttp2.h" nogil:
         NGHTTP2_DATA_FLAG_EOF
     enum:
         NGHTTP2_SETTINGS_ENABLE_PUSH, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
-        NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE
+        NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE
     # HTTP/2 error codes (RFC 9113 section 7)
     enum:
         NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_INTERNAL_ERROR
@@ -33,7 +33,7 @@ cdef extern from "nghttp2/nghttp2.h" nogil:
         NGHTTP2_INADEQUATE_SECURITY
     # library error codes
     enum:
-        NGHTTP2_ERR_DEFERRED, NGHTTP2_ERR_CALLBACK_FAILURE
+        NGHTTP2_ERR_DEFERRED, NGHTTP2_ERR_CALLBACK_FAILURE, NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
 
     ctypedef struct nghttp2_nv:
         uint8_t *name
@@ -91,6 +91,9 @@ cdef extern from "nghttp2/nghttp2.h" nogil:
     int nghttp2_option_new(nghttp2_option **option_ptr)
     void nghttp2_option_del(nghttp2_option *option)
     void nghttp2_option_set_peer_max_concurrent_streams(nghttp2_option *option, uint32_t val)
+    void nghttp2_option_set_max_settings(nghttp2_option *option, size_t val)
+    void nghttp2_option_set_max_continuations(nghttp2_option *option, size_t val)
+    void nghttp2_option_set_max_outbound_ack(nghttp2_option *option, size_t val)
 
     int nghttp2_session_callbacks_new(nghttp2_session_callbacks **callbacks_ptr)
     void nghttp2_session_callbacks_del(nghttp2_session_callbacks *callbacks)

@@ -12,6 +12,8 @@ cdef extern from "ss_layout.h" nogil:
     uint32_t SS_CTL_MSG_MAX
     uint32_t SS_REC_HDR
     uint64_t SS_HEARTBEAT_STALE_NS
+    uint64_t SS_HEARTBEAT_STALE_MIN_NS
+    uint64_t SS_HEARTBEAT_STALE_MAX_NS
     int SS_UUID_MAX, SS_TARGET_MAX, SS_NUMBER_MAX, SS_CODEC_MAX, SS_META_MAX
     uint32_t SS_SLOT_F_TLS
 
@@ -19,9 +21,9 @@ cdef extern from "ss_layout.h" nogil:
         SS_SLOT_FREE, SS_SLOT_CLAIMED, SS_SLOT_ACTIVE, SS_SLOT_CLOSING
         SS_LINK_NONE, SS_LINK_CONNECTING, SS_LINK_STREAMING, SS_LINK_RETRYING, SS_LINK_FAILED
         SS_TRACK_IN, SS_TRACK_OUT, SS_TRACKS
-        SS_REC_PAD, SS_REC_AUDIO
+        SS_REC_PAD, SS_REC_AUDIO, SS_REC_SILENCE
         SS_CTL_PAYLOAD, SS_CTL_DTMF
-        SS_CTL_HANGUP, SS_CTL_TRANSFER, SS_CTL_EVENT, SS_CTL_MARK, SS_CTL_ERROR
+        SS_CTL_HANGUP, SS_CTL_TRANSFER, SS_CTL_EVENT, SS_CTL_MARK, SS_CTL_ERROR, SS_CTL_SEND_DTMF
         SS_END_HANGUP, SS_END_STOP, SS_END_UNLOAD
 
     ctypedef struct ss_rec:
@@ -35,6 +37,7 @@ cdef extern from "ss_layout.h" nogil:
         uint64_t head
         uint64_t tail
         uint64_t underruns
+        uint64_t sent_seq
         uint64_t seq
         uint64_t dropped
         uint64_t rejected
@@ -54,6 +57,7 @@ cdef extern from "ss_layout.h" nogil:
         char metadata[1]
         uint64_t frames_sent
         uint64_t frames_received
+        uint32_t tts_paused
 
     ctypedef struct ss_slot:
         ss_slot_hdr hdr
@@ -72,7 +76,7 @@ cdef extern from "ss_layout.h" nogil:
 cdef extern from "ss_ring.h" nogil:
     enum:
         SS_OK, SS_E_FULL, SS_E_TOOBIG, SS_E_CORRUPT, SS_E_STALE, SS_E_ARG
-        SS_E_NOSLOT, SS_E_NODAEMON, SS_E_BUSY, SS_E_SYS, SS_E_STATE
+        SS_E_NOSLOT, SS_E_NODAEMON, SS_E_BUSY, SS_E_SYS, SS_E_STATE, SS_E_PERM
 
     ctypedef struct ss_ringv:
         ss_ring *r
@@ -110,7 +114,15 @@ cdef extern from "ss_pool.h" nogil:
 
     uint64_t ss_now_ns()
     int ss_pool_validate(const void *mem, size_t len, char *err, size_t errlen)
+    enum:
+        SS_HEALTH_ALIVE, SS_HEALTH_STOPPED, SS_HEALTH_LOST
     int ss_pool_attach(const char *path, ss_pool *out, char *err, size_t errlen)
+    int ss_pool_attach_as(const char *path, unsigned int owner, ss_pool *out, char *err,
+                          size_t errlen)
+    uint64_t ss_pool_bytes(uint32_t slots)
+    int ss_pool_daemon_health(const ss_pool *p, uint64_t now_ns)
+    const char *ss_health_name(int health)
+    uint64_t ss_pool_stale_ns(const ss_pool *p)
     void ss_pool_detach(ss_pool *p)
     ss_slot *ss_pool_slot(const ss_pool *p, uint32_t idx)
     void ss_slot_rings_init(ss_slot *s, ss_slot_rings *out)
@@ -120,6 +132,7 @@ cdef extern from "ss_pool.h" nogil:
 cdef extern from "ss_daemon.h" nogil:
     int ss_daemon_open(const char *path, uint32_t slots, unsigned int mode, ss_pool *out,
                        int *reattached, char *err, size_t errlen)
+    void ss_daemon_set_stale_ns(ss_pool *p, uint64_t ns)
     void ss_daemon_heartbeat(ss_pool *p, uint64_t now_ns)
     void ss_daemon_leave(ss_pool *p)
     uint32_t ss_slot_state(const ss_slot *s, uint32_t *gen)

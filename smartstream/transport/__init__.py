@@ -9,23 +9,34 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 from typing import Protocol
 
 from ..config import Config, TargetSettings
 from ..target import Target, next_address
 from ..v1 import smartstream_pb2 as pb
 
+log = logging.getLogger("smartstream.transport")
+
 
 class StreamHandler(Protocol):
     def on_message(self, msg: pb.ServerMessage) -> None:
         """A message from the AI server, in order."""
 
+    def on_reached(self) -> None:
+        """The stream's connection is up (called once, unless Stream.reached
+        was already true when open_stream returned): what is sent from now on
+        reaches the server."""
+
     def on_closed(self, code: str, detail: str) -> None:
         """The stream is over: code is the gRPC status name ("OK" when the
-        server finished it), detail says why."""
+        server finished it), or "GOAWAY" when the transport ended it because
+        the server is going away; detail says why."""
 
 
 class Stream(abc.ABC):
+    reached: bool   # its connection is up (else StreamHandler.on_reached comes later)
+
     @abc.abstractmethod
     def route(self, router, slot: int, uplink) -> None:
         """Point the Router's per-frame path for this slot at this stream."""
@@ -35,7 +46,8 @@ class Stream(abc.ABC):
         """Queue a message; messages leave in the order queued."""
 
     @abc.abstractmethod
-    def send_audio(self, track: int, seq: int, capture_ns: int, pcm: bytes) -> None:
+    def send_audio(self, track: int, seq: int, capture_ns: int, pcm: bytes,
+                   synthesized: bool = False) -> None:
         """Queue one AudioFrame (the per-frame path: no message object needed)."""
 
     @abc.abstractmethod
@@ -46,6 +58,11 @@ class Stream(abc.ABC):
     def cancel(self, detail: str) -> None:
         """Abort now; nothing more is sent or delivered."""
 
+    @abc.abstractmethod
+    def retire(self, last: pb.GatewayMessage, grace_s: float) -> None:
+        """Send last, half-close, and cancel after grace_s; from now on the
+        handler hears nothing of this stream (its call may open another)."""
+
 
 class Transport(abc.ABC):
     config: Config
@@ -53,6 +70,8 @@ class Transport(abc.ABC):
     def settings(self, target: Target, tls: bool) -> TargetSettings:
         """The target's settings; a call that asked for TLS gets it either way."""
         ts = self.config.target_settings(target.authority)
+        if target.authority not in self.config.targets:
+            _warn_other_spelling(self.config, target)
         return dataclasses.replace(ts, tls=True) if tls and not ts.tls else ts
 
     def address(self, target: Target, tls: bool) -> tuple[Target, TargetSettings]:
@@ -74,6 +93,23 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_warned: set[str] = set()
+
+
+def _warn_other_spelling(config: Config, target: Target) -> None:
+    """127.0.0.1:port silently misses a table written for localhost:port."""
+    if target.host not in LOOPBACK or target.authority in _warned:
+        return
+    for host in LOOPBACK:
+        other = Target(host, target.port).authority
+        if other != target.authority and config.targets.get(other, TargetSettings()).tls:
+            _warned.add(target.authority)
+            log.warning('no [targets."%s"] table: this stream goes without TLS or token, though '
+                        '[targets."%s"] (the same port, spelled differently) has tls', target, other)
+            return
 
 
 def make_transport(config: Config) -> Transport:

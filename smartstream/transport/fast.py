@@ -44,6 +44,10 @@ class FastStream(Stream):
     def __init__(self, conn: "_Conn", sid: int, handler: StreamHandler):
         self.conn, self.sid, self.handler = conn, sid, handler
 
+    @property
+    def reached(self) -> bool:
+        return self.conn.connected
+
     def route(self, router, slot: int, uplink) -> None:
         router.route(slot, uplink, self.conn.h2, self.sid)
 
@@ -51,8 +55,9 @@ class FastStream(Stream):
     def send(self, msg: pb.GatewayMessage) -> None:
         self.conn.h2.send_message(self.sid, msg.SerializeToString())
 
-    def send_audio(self, track: int, seq: int, capture_ns: int, pcm: bytes) -> None:
-        self.conn.h2.send_audio_py(self.sid, track, seq, capture_ns, pcm)
+    def send_audio(self, track: int, seq: int, capture_ns: int, pcm: bytes,
+                   synthesized: bool = False) -> None:
+        self.conn.h2.send_audio_py(self.sid, track, seq, capture_ns, pcm, synthesized)
 
     def finish(self) -> None:
         self.conn.h2.end_stream(self.sid)
@@ -60,6 +65,14 @@ class FastStream(Stream):
     def cancel(self, detail: str) -> None:
         if self.conn.streams.pop(self.sid, None) is not None:
             self.conn.h2.reset_stream(self.sid)
+
+    def retire(self, last: pb.GatewayMessage, grace_s: float) -> None:
+        if self.conn.streams.pop(self.sid, None) is None:   # out of the table: no more callbacks
+            return
+        self.conn.h2.mute_stream(self.sid)   # a flood is dropped unread, not decoded
+        self.send(last)
+        self.finish()
+        asyncio.get_running_loop().call_later(grace_s, self.conn.h2.reset_stream, self.sid)
 
 
 class _Conn:
@@ -70,6 +83,7 @@ class _Conn:
         self.h2 = H2Connection(target.authority, "https" if ts.tls else "http", self)
         self.streams: dict[int, FastStream] = {}
         self.opened = 0
+        self.connected = False
         self.last_ping = time.monotonic()
         self._task = asyncio.ensure_future(self._connect(ts))
 
@@ -82,6 +96,20 @@ class _Conn:
                 server_hostname=(ts.server_name or self.target.host) if ctx else None)
         except (OSError, ssl.SSLError) as e:
             self.h2.close(f"connect to {self.target} failed: {e}", UNAVAILABLE)
+            return
+        if self.h2.is_open:
+            self.connected = True
+            for st in list(self.streams.values()):
+                st.handler.on_reached()
+
+    def drain(self) -> None:
+        """After a GOAWAY the server is going away (a rolling restart): move
+        every stream elsewhere now rather than when it finally closes them."""
+        if not self.h2.goaway_received:
+            return
+        for st in list(self.streams.values()):
+            st.cancel("server sent GOAWAY")
+            st.handler.on_closed("GOAWAY", f"draining: {self.target} sent GOAWAY")
 
     def usable(self, limit: int) -> bool:
         return self.h2.available_streams > 0 and self.h2.open_streams < limit
@@ -157,6 +185,7 @@ class FastTransport(Transport):
         for conns in self._conns.values():
             for conn in conns:
                 conn.keepalive(now, every, timeout)
+                conn.drain()
                 conn.h2.flush()
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ import logging
 import grpc
 
 from ..config import Config, TargetSettings
+from ..logs import peer_text
 from ..target import Target
 from ..v1 import smartstream_pb2 as pb
 from ..v1 import smartstream_pb2_grpc as pb_grpc
@@ -20,6 +21,18 @@ from . import Stream, StreamHandler, Transport
 log = logging.getLogger("smartstream.transport")
 
 _FINISH = object()
+SEND_QUEUE_MAX = 2000   # messages: 20 s of both tracks' frames, far past the resume window
+
+
+class _Detached:
+    """The handler of a retired stream: what it still receives goes nowhere."""
+
+    def on_message(self, msg) -> None: ...
+    def on_reached(self) -> None: ...
+    def on_closed(self, code: str, detail: str) -> None: ...
+
+
+_DETACHED = _Detached()
 
 
 def _credentials(ts: TargetSettings) -> grpc.ChannelCredentials:
@@ -41,10 +54,12 @@ class _Channel:
             # Our own backoff paces reconnects; grpc's default (up to 120 s) would delay resumes.
             ("grpc.initial_reconnect_backoff_ms", config.retry_initial_ms),
             ("grpc.min_reconnect_backoff_ms", config.retry_initial_ms),
-            ("grpc.max_reconnect_backoff_ms", config.retry_max_ms),
+            ("grpc.max_reconnect_backoff_ms", config.retry_limit_ms()),
             # Without this, channels to one target share a connection and the
             # per-connection stream limit would apply to all of them together.
             ("grpc.use_local_subchannel_pool", 1),
+            # An AI server's response headers, as the fast transport caps them (an HPACK bomb).
+            ("grpc.max_metadata_size", 16 << 10),
         ]
         if ts.server_name:
             options.append(("grpc.ssl_target_name_override", ts.server_name))
@@ -63,18 +78,36 @@ class GrpcioStream(Stream):
         self._queue: asyncio.Queue = asyncio.Queue()
         self._call = ch.stub.Stream(metadata=metadata)
         self._closed = False
+        self.reached = ch.channel.get_state() == grpc.ChannelConnectivity.READY
         self._tasks = [asyncio.ensure_future(self._write()), asyncio.ensure_future(self._read())]
+        if not self.reached:
+            self._tasks.append(asyncio.ensure_future(self._until_ready()))
+
+    async def _until_ready(self):
+        try:
+            await self._call.wait_for_connection()   # our headers went out on a connection
+        except grpc.aio.AioRpcError:
+            return   # the read side reports the failure
+        self.reached = True
+        self._handler.on_reached()
 
     def route(self, router, slot: int, uplink) -> None:
         router.route(slot, uplink, python=True)
 
     def send(self, msg: pb.GatewayMessage) -> None:
-        if not self._closed:
-            self._queue.put_nowait(msg)
+        if self._closed:
+            return
+        if self._queue.qsize() >= SEND_QUEUE_MAX:   # the server is not reading: retried, resumed
+            self._call.cancel()
+            self._close("RESOURCE_EXHAUSTED", f"over {SEND_QUEUE_MAX} messages queued to send: "
+                        "the server is not reading", notify=True, later=True)
+            return
+        self._queue.put_nowait(msg)
 
-    def send_audio(self, track: int, seq: int, capture_ns: int, pcm: bytes) -> None:
+    def send_audio(self, track: int, seq: int, capture_ns: int, pcm: bytes,
+                   synthesized: bool = False) -> None:
         self.send(pb.GatewayMessage(audio=pb.AudioFrame(
-            track=track, sequence=seq, capture_ns=capture_ns, pcm=pcm)))
+            track=track, sequence=seq, capture_ns=capture_ns, pcm=pcm, synthesized=synthesized)))
 
     def finish(self) -> None:
         if not self._closed:
@@ -84,6 +117,14 @@ class GrpcioStream(Stream):
         if not self._closed:
             self._call.cancel()
             self._close("CANCELLED", detail, notify=False)
+
+    def retire(self, last: pb.GatewayMessage, grace_s: float) -> None:
+        if self._closed:
+            return
+        self.send(last)
+        self.finish()
+        self._handler = _DETACHED
+        asyncio.get_running_loop().call_later(grace_s, self.cancel, "retired")
 
     async def _write(self):
         try:
@@ -105,9 +146,9 @@ class GrpcioStream(Stream):
                     return
                 self._handler.on_message(msg)
             code = await self._call.code()
-            self._close(code.name, await self._call.details() or "", notify=True)
+            self._close(code.name, peer_text(await self._call.details() or ""), notify=True)
         except grpc.aio.AioRpcError as e:
-            self._close(e.code().name, e.details() or "", notify=True)
+            self._close(e.code().name, peer_text(e.details() or ""), notify=True)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a handler bug must not kill the transport
@@ -115,7 +156,8 @@ class GrpcioStream(Stream):
             self._call.cancel()
             self._close("INTERNAL", f"handler error: {e}", notify=True)
 
-    def _close(self, code: str, detail: str, notify: bool):
+    def _close(self, code: str, detail: str, notify: bool, later: bool = False):
+        """later: the handler is told from the loop, not inside its own send()."""
         if self._closed:
             return
         self._closed = True
@@ -123,7 +165,9 @@ class GrpcioStream(Stream):
         for t in self._tasks:
             if t is not asyncio.current_task():
                 t.cancel()
-        if notify:
+        if notify and later:
+            asyncio.get_running_loop().call_soon(lambda: self._handler.on_closed(code, detail))
+        elif notify:
             self._handler.on_closed(code, detail)
 
 

@@ -75,6 +75,8 @@ class LiveCall:
         [conn] = conns
         conn._task.cancel()   # no TCP connect: the connection stays opened, not connected
         await asyncio.sleep(0)
+        conn.connected = True   # ... but the call takes it for connected: it streams
+        call.on_reached()
         check(call.state == "streaming", lambda: f"new call is {call.state}")
         [(sid, stream)] = conn.streams.items()
         self.sent = []

@@ -15,7 +15,7 @@ first byte picks one and every field is an argument.
 Contract: bad arguments exit 2 (argparse's SystemExit; --help exits 0);
 the flags and ctl's validation raise only SettingsError / ctl.Failure(2);
 a command ctl would send to FreeSWITCH is one line whose uuid and target
-hold no whitespace (esl.Connection.api raises ValueError otherwise, and the
+hold no whitespace (esl.Connection.api raises esl.BadLine otherwise, and the
 module splits its arguments on spaces).
 """
 import contextlib

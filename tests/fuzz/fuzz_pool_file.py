@@ -125,7 +125,7 @@ def check_info(i: int, info: dict) -> None:
 def check_batch(batch: Batch, n: int, watched: dict) -> None:
     for slot, type_, track, seq, ts, payload in batch.records():
         check(slot in watched, lambda: f"record for slot {slot}, not watched")
-        if type_ == _ring.REC_AUDIO:
+        if type_ in (_ring.REC_AUDIO, _ring.REC_SILENCE):
             check(track in (_ring.TRACK_IN, _ring.TRACK_OUT), lambda: f"audio on track {track}")
             check(len(payload) % 2 == 0 and len(payload) <= _ring.FRAME_BYTES_MAX,
                   lambda: f"audio record of {len(payload)} bytes")
@@ -183,7 +183,8 @@ def TestOneInput(data: bytes) -> None:
     if not data:
         return
     content, slots, as_daemon = build_file(data)
-    with open(PATH, "wb") as f:
+    # 0600: a file with bits for others is refused before its contents are read.
+    with open(os.open(PATH, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
         f.write(content)
     try:
         pool = ring_call(Pool.open, PATH, slots) if as_daemon else ring_call(Pool.attach, PATH)

@@ -10,8 +10,9 @@ last one takes what is left), at most 16.
 Contract: nothing raises out of the handler. Each message is taken (the
 call still streams), or ends the stream with a clear reason: undecodable ->
 the stream is reset and the call retries; against the protocol -> the call
-fails, the server gets StreamEnd(REASON_ERROR, "protocol error: ...") and
-the module an error naming it. What reaches the module fits its ring.
+fails, the server gets StreamEnd(REASON_PROTOCOL, "protocol error: ...") and
+the module an error naming it; Done -> the stream ends with
+StreamEnd(REASON_SERVER_DONE). What reaches the module fits its ring.
 """
 import json
 import time
@@ -76,9 +77,14 @@ async def one_input(data: bytes):
             check(len(errs) == 1 and errs[0].startswith(b"AI server broke the protocol: ")
                   and len(errs[0]) > 30, lambda: f"protocol error reported as {controls}")
             end = LIVE.sent[-1]
-            check(end.HasField("end") and end.end.reason == pb.StreamEnd.REASON_ERROR
+            check(end.HasField("end") and end.end.reason == pb.StreamEnd.REASON_PROTOCOL
                   and end.end.detail.startswith("protocol error: "),
                   lambda: f"the server was told {end}")
+        elif call.state == "ended":
+            end = LIVE.sent[-1]
+            check(pb.ServerMessage.FromString(msg).HasField("done") and end.HasField("end")
+                  and end.end.reason == pb.StreamEnd.REASON_SERVER_DONE,
+                  lambda: f"message ended the stream, the server was told {end}")
         else:
             check(call.state == "streaming", lambda: f"message left the call {call.state}")
     if call.state == "streaming":
