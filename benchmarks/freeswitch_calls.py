@@ -456,7 +456,7 @@ def table(runs: list[dict]) -> str:
             f"{spread(col('callee_core_pct'))} | {spread(col('daemon_core_pct'))} | {spread(inc)} | "
             f"{spread(col('sink_core_pct'))} | {spread(col('frames_per_s_per_call'), 2)} | {lat} | "
             f"{spread(col('callee_rss_kib', 1024))} | {spread(col('daemon_rss_kib', 1024))} | "
-            f"{spread(col('shm_kib_per_slot'), 0)} | {min(col('calls_up_at_end'))}/{n} |")
+            f"{spread(col('shm_kib_per_slot'), 0)} | {min(r['calls_up_at_end'] for r in rs)}/{n} |")
     return "\n".join(lines)
 
 
