@@ -44,11 +44,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -57,6 +54,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from sinks import ws_accept   # benchmarks/ is this script's directory
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -288,7 +287,8 @@ def run_one(args, system: str, n: int, rnd: int, caller: FreeSwitch, speech: Pat
 
                 def total(k):
                     return sum(c[k] for c in per.values())
-                res.update(synthesized_pct=100 * total("synthesized") / max(1, total("frames")),
+                res.update(timeline_corr=timeline_correlation(speech, b["sink"]["envelope"]),
+                           synthesized_pct=100 * total("synthesized") / max(1, total("frames")),
                            holes_per_call=total("holes") / n, seq_missing=total("seq_missing"),
                            gap_frames=total("gap_frames"), per_call=per)
         return res
@@ -311,12 +311,35 @@ def run_one(args, system: str, n: int, rnd: int, caller: FreeSwitch, speech: Pat
             os.unlink(pool)
 
 
+def envelope(pcm: bytes) -> float:
+    """A frame's loudness, log-compressed: speech and pauses, whatever the level."""
+    import numpy as np
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    return float(np.log1p(np.sqrt(np.mean(x * x)))) if len(x) else 0.0
+
+
+def timeline_correlation(speech: Path, received: list[float]) -> float:
+    """Pearson correlation of the first call's frame loudness with the caller's looped
+    WAV at the best alignment: close to 1 when the timeline (pauses included) is the
+    caller's, low when frames are missing or shifted."""
+    import wave
+    import numpy as np
+    with wave.open(str(speech)) as w:
+        pcm, spf = w.readframes(w.getnframes()), w.getframerate() // 50
+    loop = np.array([envelope(pcm[i:i + 2 * spf]) for i in range(0, len(pcm) - 2 * spf + 1, 2 * spf)])
+    got = np.array(received)
+    if len(got) < 50 or not got.std():
+        return 0.0
+    return max(float(np.corrcoef(np.resize(np.roll(loop, -lag), len(got)), got)[0, 1])
+               for lag in range(len(loop)))
+
+
 async def serve_detail_sink(port: int, status: str) -> None:
     """A grpc.aio AI server that decodes every message; per call uuid: frames, synthesized frames,
     missing sequence numbers, capture-time holes and their length, Gap messages."""
     import grpc
     from smartstream.v1 import smartstream_pb2 as pb, smartstream_pb2_grpc as pb_grpc
-    stats = dict(frames=0, opened=0, ended=0, latency_us=[], streams={})
+    stats = dict(frames=0, opened=0, ended=0, latency_us=[], streams={}, envelope=[])
 
     class Servicer(pb_grpc.AIStreamServicer):
         async def Stream(self, requests, context):
@@ -333,6 +356,8 @@ async def serve_detail_sink(port: int, status: str) -> None:
                     stats["latency_us"].append((time.monotonic_ns() - f.capture_ns) // 1000)
                     call["frames"] += 1
                     call["synthesized"] += f.synthesized
+                    if call is next(iter(stats["streams"].values())):   # the first call's timeline
+                        stats["envelope"].append(envelope(f.pcm))
                     if seq is not None and f.sequence > seq + 1:
                         call["seq_missing"] += f.sequence - seq - 1
                     if cap is not None and f.capture_ns - cap > HOLE_NS:
@@ -372,7 +397,6 @@ async def report(stats: dict, status: str) -> None:
 class WsAudioSink(asyncio.Protocol):
     """mod_audio_stream's AI side: one WebSocket per call, counting its binary (audio) messages.
     mod_audio_stream sends no capture time, so there is no latency to measure."""
-    GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
     def __init__(self, stats: dict):
         self.stats, self.buf, self.upgraded = stats, bytearray(), False
@@ -384,14 +408,8 @@ class WsAudioSink(asyncio.Protocol):
         buf = self.buf
         buf += data
         if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            if not ws_accept(buf, self.transport):
                 return
-            key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", bytes(buf[:end])).group(1)
-            accept = base64.b64encode(hashlib.sha1(key + self.GUID).digest())
-            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-            del buf[:end + 4]
             self.upgraded = True
             self.stats["opened"] += 1
         pos = 0
@@ -420,7 +438,7 @@ class WsAudioSink(asyncio.Protocol):
 
 
 async def serve_ws_sink(port: int, status: str) -> None:
-    stats = dict(frames=0, opened=0, ended=0, latency_us=[], streams={})
+    stats = dict(frames=0, opened=0, ended=0, latency_us=[], streams={}, envelope=[])
     server = await asyncio.get_running_loop().create_server(lambda: WsAudioSink(stats), "127.0.0.1", port)
     await report(stats, status)
     server.close()

@@ -162,6 +162,19 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CAPTURE = re.compile(rb'"capture_ns":"?(\d+)')
 
 
+def ws_accept(buf: bytearray, transport) -> bool:
+    """Answer a WebSocket upgrade once its request is whole (and take it out of buf)."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", bytes(buf[:end])).group(1)
+    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    del buf[:end + 4]
+    return True
+
+
 class WsSink(asyncio.Protocol):
     """One WebSocket connection (one call): the handshake, then frames."""
 
@@ -175,14 +188,8 @@ class WsSink(asyncio.Protocol):
         buf = self.buf
         buf += data
         if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            if not ws_accept(buf, self.transport):
                 return
-            key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", bytes(buf[:end])).group(1)
-            accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
-            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-            del buf[:end + 4]
             self.upgraded = True
             self.stats.opened += 1
         pos, stats = 0, self.stats

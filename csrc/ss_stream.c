@@ -118,6 +118,14 @@ int ss_stream_write_silence(ss_stream *s, unsigned track, uint64_t ts_ns, uint32
     return write_up(s, SS_REC_SILENCE, track, ts_ns, zeros, samples);
 }
 
+int ss_pcm_is_cng_fill(const int16_t *pcm, uint32_t samples)
+{
+    for (uint32_t i = 0; i < samples; i++)
+        if (pcm[i] != -1)
+            return 0;   /* real audio leaves at the first sample, almost always */
+    return samples != 0;
+}
+
 uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples)
 {
     if (atomic_load_explicit(&s->slot->hdr.tts_paused, memory_order_relaxed))

@@ -47,6 +47,12 @@ int ss_stream_write(ss_stream *s, unsigned track, uint64_t ts_ns, const int16_t 
  * a lost packet): samples of silence, flagged synthesized to the AI server. */
 int ss_stream_write_silence(ss_stream *s, unsigned track, uint64_t ts_ns, uint32_t samples);
 
+/* Whether a decoded frame is FreeSWITCH's CNG placeholder: with no PLC the core
+ * fills a frame the phone never sent with 0xFF bytes (every sample -1) before
+ * media bugs see it. No G.711 code decodes to -1, so the media-bug fallback,
+ * which gets no SFF_CNG flag, tells silence suppression by this. */
+int ss_pcm_is_cng_fill(const int16_t *pcm, uint32_t samples);
+
 /* Exactly one frame's worth of TTS. Returns samples copied (0: nothing queued
  * or playback paused, leave the frame alone; fewer than asked: the rest of out
  * is zeroed). */

@@ -15,6 +15,7 @@ from .v1 import smartstream_pb2 as pb
 REQUEST_ID_MAX = 64        # bytes of GetPlaybackStatus.request_id
 HIGH_WATERMARK_MS = 5000   # PlaybackFlowControl's defaults
 LOW_WATERMARK_MS = 1000
+MARKS_MAX = 1024           # marks queued and not yet reached, per call
 
 
 class Playback:
@@ -37,6 +38,10 @@ class Playback:
         self._check_flow()
 
     def mark(self, name: str) -> None:
+        if self.playout.marks_queued >= MARKS_MAX:
+            self.call.refuse("mark", pb.Refused.CODE_RATE_LIMITED,
+                             f"{MARKS_MAX} marks already waiting to be reached")
+            return
         self.playout.add_mark(name)
 
     def clear(self) -> None:

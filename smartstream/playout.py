@@ -20,6 +20,10 @@ from typing import NamedTuple
 
 from ._resample import Resampler
 
+# Latency samples waiting for playout (one per Audio message): past this many a
+# flood of tiny messages is sampled no more, so the deque stays bounded.
+ARRIVALS_MAX = 4096
+
 
 class Dropped(NamedTuple):
     """Audio over the queue bound: what PlaybackDropped tells."""
@@ -100,13 +104,17 @@ class Playout:
         if pcm and self._pending_since is None and not self._queue:
             self._pending_since = now
         self._queue += pcm
-        if self._latency is not None and pcm:
+        if self._latency is not None and pcm and len(self._arrivals) < ARRIVALS_MAX:
             self._arrivals.append((self._end(), now))
         return dropped
 
     def _end(self) -> int:
         """Ring position just after the last byte queued."""
         return self._written + len(self._queue)
+
+    @property
+    def marks_queued(self) -> int:
+        return len(self._marks)
 
     def add_mark(self, name: str) -> None:
         self._marks.append((self._end(), name))

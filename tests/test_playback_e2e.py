@@ -8,6 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from smartstream.playback import MARKS_MAX
 from smartstream.v1 import smartstream_pb2 as pb
 
 from .daemon_kit import scrape, write_config
@@ -180,6 +181,21 @@ async def test_clear_says_how_much_the_caller_heard(daemon, pool, server, tmp_pa
     assert list(cleared.discarded_marks) == ["a", "b"]
     assert [(m.name, m.cleared) for m in of(rec, "mark")] == [("a", True), ("b", True)]
     assert not of(rec, "drained")   # cleared, not drained
+
+
+async def test_marks_beyond_the_cap_are_refused_and_the_rest_kept(daemon, pool, server, tmp_path):
+    daemon()
+    names = [f"m{i}" for i in range(MARKS_MAX + 6)]
+
+    def on_start(rec):   # 10 s of audio keeps every mark waiting; two bursts, each in budget
+        speak(rec, noise(10000, 8), *names[:600])
+        asyncio.get_running_loop().call_later(1.5, lambda: speak(rec, b"", *names[600:]))
+    server.on_start = on_start
+    sim, rec = await run_call(pool, server, tmp_path, "mc", 2.5)
+    assert rec.messages[-1].end.reason == pb.StreamEnd.REASON_HANGUP
+    refused = of(rec, "refused")
+    assert [(r.message, r.code) for r in refused] == [("mark", pb.Refused.CODE_RATE_LIMITED)] * 6
+    assert not of(rec, "mark")   # none reached, none refused silently
 
 
 async def test_flow_control_turns_off_at_the_high_and_on_at_the_low_watermark(

@@ -321,6 +321,19 @@ static void test_stream_write_silence(void)
     ss_pool_detach(&p);
 }
 
+/* The media-bug fallback's only sign of a CNG frame: the core's 0xFF fill. */
+static void test_pcm_is_cng_fill(void)
+{
+    int16_t pcm[SPF];
+    memset(pcm, 0xff, sizeof pcm);
+    CHECK(ss_pcm_is_cng_fill(pcm, SPF));
+    CHECK(!ss_pcm_is_cng_fill(pcm, 0));
+    pcm[SPF - 1] = 0;   /* one real sample anywhere: audio */
+    CHECK(!ss_pcm_is_cng_fill(pcm, SPF));
+    memset(pcm, 0, sizeof pcm);   /* digital silence the phone sent is audio too */
+    CHECK(!ss_pcm_is_cng_fill(pcm, SPF));
+}
+
 /* A daemon that does not read: the module never blocks or fails, the
  * oldest frames go, and the count says how many. */
 static void test_stream_write_never_blocks(void)
@@ -511,6 +524,7 @@ const check_case stream_cases[] = {
     CASE(test_stream_reopen_starts_clean),
     CASE(test_stream_write_frames),
     CASE(test_stream_write_silence),
+    CASE(test_pcm_is_cng_fill),
     CASE(test_stream_write_never_blocks),
     CASE(test_stream_read_tts),
     CASE(test_stream_read_tts_paused),

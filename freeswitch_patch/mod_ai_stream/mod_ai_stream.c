@@ -364,7 +364,10 @@ static switch_bool_t ais_bug_callback(switch_media_bug_t *bug, void *user_data, 
 				if (!samples || !atomic_load_explicit(&s->active, memory_order_relaxed)) {
 					break;
 				}
-				if (ss_stream_write(&s->ss, SS_TRACK_IN, ss_now_ns(), (const int16_t *) data, samples) != SS_OK) {
+				const int16_t *pcm = (const int16_t *) data;
+				/* no SFF_CNG here: the core's CNG fill is the only sign */
+				if ((ss_pcm_is_cng_fill(pcm, samples) ? ss_stream_write_silence(&s->ss, SS_TRACK_IN, ss_now_ns(), samples)
+				     : ss_stream_write(&s->ss, SS_TRACK_IN, ss_now_ns(), pcm, samples)) != SS_OK) {
 					ais_bump(&s->write_errors);
 				}
 				ais_bump(&s->frames_in);
