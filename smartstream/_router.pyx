@@ -84,13 +84,19 @@ cdef class Router:
     def frames_sent(self, uint32_t slot):
         return self.frames[self.check(slot)]
 
-    def sampled(self, uint64_t ts_ns, uint64_t now_ns):
-        """A frame sent outside deliver() (a resumed stream's replay): its
-        hook-to-send seconds when it is the one in LATENCY_EVERY, else None."""
+    cdef inline double sample(self, uint64_t ts_ns, uint64_t now_ns):
+        """Count a sent frame: its hook-to-send seconds when it is the one in
+        LATENCY_EVERY, else -1. Exactly one in LATENCY_EVERY is timed; a frame
+        captured after the tick read its clock took no time to send."""
         self.seen += 1
-        if self.seen % LATENCY_EVERY == 0 and now_ns > ts_ns:
-            return (now_ns - ts_ns) / 1e9
-        return None
+        if self.seen % LATENCY_EVERY:
+            return -1
+        return (now_ns - ts_ns) / 1e9 if now_ns > ts_ns else 0.0
+
+    def sampled(self, uint64_t ts_ns, uint64_t now_ns):
+        """A frame sent outside deliver() (a resumed stream's replay): as sample()."""
+        cdef double seconds = self.sample(ts_ns, now_ns)
+        return None if seconds < 0 else seconds
 
     def deliver(self, Batch batch, uint64_t now_ns):
         """Route one drained batch. Returns (frames sent, PCM bytes sent,
@@ -106,6 +112,7 @@ cdef class Router:
         cdef H2Connection conn
         cdef uint8_t m
         cdef bint synth
+        cdef double seconds
         py, controls, latency = [], [], []
         for i in range(batch.n):
             slot = batch.r_slot[i]
@@ -143,7 +150,7 @@ cdef class Router:
             self.frames[slot] += 1
             sent += 1
             nbytes += n
-            self.seen += 1
-            if self.seen % LATENCY_EVERY == 0 and now_ns > h.ts_ns:
-                latency.append((now_ns - h.ts_ns) / 1e9)
+            seconds = self.sample(h.ts_ns, now_ns)
+            if seconds >= 0:
+                latency.append(seconds)
         return sent, nbytes, py, controls, latency
