@@ -266,6 +266,7 @@ def run_one(args, system: str, n: int, rnd: int, caller: FreeSwitch, speech: Pat
             mode = next((w.split("=", 1)[1] for w in callee.api(f"uuid_ai_stream {first} status").split()
                          if w.startswith("mode=")), "?")
         a = snapshot(pids, status)
+        perf = profile_start(args, callee.proc.pid, home) if args.profile else None
         time.sleep(args.window)
         b = snapshot(pids, status)
         still_up = sum(c.get("callstate") == "ACTIVE" for c in callee.channels())
@@ -274,6 +275,8 @@ def run_one(args, system: str, n: int, rnd: int, caller: FreeSwitch, speech: Pat
                    codec=negotiated, vad=args.vad, sink_kind=args.sink if streaming else "",
                    **{f"{k}_core_pct": (b["cpu"][k] - a["cpu"][k]) / dt * 100 for k in pids},
                    callee_rss_kib=rss_kib(callee.proc.pid))
+        if perf:
+            res["profile_top"] = profile_report(perf, home)
         if smartstream:
             res.update(daemon_rss_kib=rss_kib(procs[1].pid),
                        shm_kib_per_slot=os.stat(pool).st_blocks * 512 / 1024 / slots)
@@ -309,6 +312,29 @@ def run_one(args, system: str, n: int, rnd: int, caller: FreeSwitch, speech: Pat
         log.close()
         if os.path.exists(pool):
             os.unlink(pool)
+
+
+def profile_start(args, pid: int, home: Path) -> subprocess.Popen:
+    """perf record of the called FreeSWITCH (every thread) for the window. Its own cost
+    lands in the CPU columns: compare profiles with profiles, CPU runs without --profile."""
+    return subprocess.Popen(["perf", "record", "-q", "-F", "997", "-g", "-p", str(pid), "-o",
+                             str(home / "perf.data"), "--", "sleep", str(args.window)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_report(perf: subprocess.Popen, home: Path, top: int = 25) -> list[list]:
+    """[share %, shared object, symbol] of the callee's most sampled functions (self time)."""
+    perf.wait(60)
+    out = subprocess.run(["perf", "report", "-i", str(home / "perf.data"), "--stdio", "--no-children",
+                          "-g", "none", "--sort", "dso,symbol", "--percent-limit", "0.3"],
+                         capture_output=True, text=True).stdout
+    (home / "perf.txt").write_text(out)
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) == 4 and parts[0].endswith("%") and not line.startswith("#"):
+            rows.append([float(parts[0][:-1]), parts[1], parts[3].rstrip(" -")])
+    return rows[:top]
 
 
 def envelope(pcm: bytes) -> float:
@@ -499,6 +525,8 @@ def main() -> None:
                                       "(default: all that were given)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "raw")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    ap.add_argument("--profile", action="store_true",
+                    help="perf record the called FreeSWITCH in each window: top functions in the JSON")
     ap.add_argument("--serve-detail-sink", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--serve-ws-sink", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
