@@ -61,6 +61,7 @@ static struct opts {
     uint32_t talk_ms, cng_ms;   /* --cng: talk this long, then send nothing this long */
     double seconds, call_seconds, wait_daemon;
     int churn;
+    int without_daemon;         /* --start-without-daemon: open calls with no live heartbeat */
 } o = {
     .pool = "/dev/shm/smartstream.pool", .target = "127.0.0.1:50051", .prefix = "sim",
     .source = "tone", .calls = 3, .rate = 16000, .ptime = 20, .tracks = SS_TRACKS_MASK_IN,
@@ -212,7 +213,8 @@ static void try_open(line *l, uint64_t now)
         .metadata = o.metadata, .caller = o.caller, .callee = o.callee,
         .requested_rate = o.req_rate, .tracks = o.tracks,
     };
-    int rc = ss_stream_open(&pool, &call, &l->st, err, sizeof err);
+    int rc = ss_stream_open_ex(&pool, &call, o.without_daemon ? SS_OPEN_WITHOUT_DAEMON : 0, &l->st,
+                               err, sizeof err);
     if (rc == SS_OK) {
         l->state = LINE_LIVE;
         l->s = 0;
@@ -366,8 +368,9 @@ static void run_line(line *l, uint64_t tick, uint64_t now)
         end_call(l, tick);
 }
 
-/* Wait (up to --wait-daemon) for the pool file and a live heartbeat. A
- * half-created pool fails validation, so every error is retried until then. */
+/* Wait (up to --wait-daemon) for the pool file and a live heartbeat (only the
+ * file with --start-without-daemon). A half-created pool fails validation,
+ * so every error is retried until then. */
 static int attach_pool(void)
 {
     char err[256] = "";
@@ -376,7 +379,7 @@ static int attach_pool(void)
     for (;;) {
         if (!attached)
             attached = ss_pool_attach(o.pool, &pool, err, sizeof err) == SS_OK;
-        if (attached && ss_pool_daemon_alive(&pool, ss_now_ns()))
+        if (attached && (o.without_daemon || ss_pool_daemon_alive(&pool, ss_now_ns())))
             return 0;
         if (attached)
             snprintf(err, sizeof err, "no daemon heartbeat in %s", o.pool);
@@ -454,6 +457,8 @@ static const char usage_text[] =
     "  --metadata JSON       StreamStart.metadata of every call (uuid_ai_stream metadata=)\n"
     "  --caller NUM          caller id number; --callee NUM: destination number\n"
     "  --wait-daemon S       how long to retry a missing daemon or a full pool (5)\n"
+    "  --start-without-daemon  open the calls even while no daemon runs (the pool file must\n"
+    "                        exist: a stopped or lost daemon's); their rings keep the audio\n"
     "  --stagger MS          delay between opening consecutive calls (0)\n"
     "  --call-seconds S      each call hangs up after S seconds (whole run)\n"
     "  --churn               a line whose call ended starts a new call, new uuid\n"
@@ -525,7 +530,7 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_POOL = 256, O_CALLS, O_RATE, O_PTIME, O_SECONDS, O_TARGET, O_SRATE, O_TRACKS,
            O_PREFIX, O_SOURCE, O_RECORD, O_PAYLOAD, O_DTMF, O_WAIT, O_STAGGER, O_CALLSECS,
-           O_CHURN, O_END, O_METADATA, O_CALLER, O_CALLEE, O_CNG, O_HELP };
+           O_CHURN, O_END, O_METADATA, O_CALLER, O_CALLEE, O_CNG, O_NODAEMON, O_HELP };
     static const struct option longopts[] = {
         {"pool", 1, 0, O_POOL}, {"calls", 1, 0, O_CALLS}, {"rate", 1, 0, O_RATE},
         {"ptime", 1, 0, O_PTIME}, {"seconds", 1, 0, O_SECONDS}, {"target", 1, 0, O_TARGET},
@@ -535,6 +540,7 @@ static void parse_args(int argc, char **argv)
         {"stagger", 1, 0, O_STAGGER}, {"call-seconds", 1, 0, O_CALLSECS},
         {"churn", 0, 0, O_CHURN}, {"end", 1, 0, O_END}, {"metadata", 1, 0, O_METADATA},
         {"caller", 1, 0, O_CALLER}, {"callee", 1, 0, O_CALLEE}, {"cng", 1, 0, O_CNG},
+        {"start-without-daemon", 0, 0, O_NODAEMON},
         {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
     };
     opterr = 0;
@@ -564,6 +570,7 @@ static void parse_args(int argc, char **argv)
         case O_CALLER: o.caller = a; break;
         case O_CALLEE: o.callee = a; break;
         case O_CNG: arg_cng(a); break;
+        case O_NODAEMON: o.without_daemon = 1; break;
         case O_HELP: fputs(usage_text, stdout); exit(0);
         default: bad_arg("unknown option or missing value: %s", argv[optind - 1]);
         }

@@ -45,10 +45,18 @@ static int check_call(const ss_call *c, char *err, size_t errlen)
 
 int ss_stream_open(ss_pool *p, const ss_call *c, ss_stream *out, char *err, size_t errlen)
 {
+    return ss_stream_open_ex(p, c, 0, out, err, errlen);
+}
+
+int ss_stream_open_ex(ss_pool *p, const ss_call *c, unsigned opts, ss_stream *out, char *err,
+                      size_t errlen)
+{
     int rc = check_call(c, err, errlen);
     if (rc)
         return rc;
-    if (!ss_pool_daemon_alive(p, ss_now_ns()))
+    if (opts & ~SS_OPEN_WITHOUT_DAEMON)
+        return bad(err, errlen, SS_E_ARG, "unknown open option");
+    if (!(opts & SS_OPEN_WITHOUT_DAEMON) && !ss_pool_daemon_alive(p, ss_now_ns()))
         return bad(err, errlen, SS_E_NODAEMON, "smartstream daemon not running");
 
     for (uint32_t i = 0; i < p->slot_count; i++) {
@@ -134,6 +142,13 @@ uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples)
     if (got && got < samples)
         memset(out + got, 0, (size_t)(samples - got) * 2u);
     return got;
+}
+
+uint64_t ss_stream_tts_queued(const ss_stream *s)
+{
+    if (atomic_load_explicit(&s->slot->hdr.tts_paused, memory_order_relaxed))
+        return 0;
+    return ss_ring_used(&s->rings.down);
 }
 
 int ss_stream_post(ss_stream *s, uint16_t type, const void *data, uint32_t len)

@@ -35,8 +35,16 @@ typedef struct ss_stream {
 } ss_stream;
 
 /* Claim a free slot for the call and publish it to the daemon. Fails with
- * SS_E_NODAEMON, SS_E_NOSLOT or SS_E_ARG (reason in err). */
+ * SS_E_NODAEMON (no live heartbeat), SS_E_NOSLOT or SS_E_ARG (reason in err). */
 int ss_stream_open(ss_pool *p, const ss_call *c, ss_stream *out, char *err, size_t errlen);
+
+/* ss_stream_open with options. SS_OPEN_WITHOUT_DAEMON: open even with no
+ * live heartbeat (the daemon stopped or lost). The rings keep the call's
+ * audio as for a live stream, dropping the oldest once full; the next daemon
+ * re-attaches the pool and opens the stream as a new one, from sequence 0. */
+#define SS_OPEN_WITHOUT_DAEMON 1u
+int ss_stream_open_ex(ss_pool *p, const ss_call *c, unsigned opts, ss_stream *out, char *err,
+                      size_t errlen);
 
 /* One decoded frame of PCM16 mono. Never blocks: a full ring drops its oldest
  * frame. SS_E_STALE if the slot no longer belongs to this call. */
@@ -57,6 +65,10 @@ int ss_pcm_is_cng_fill(const int16_t *pcm, uint32_t samples);
  * or playback paused, leave the frame alone; fewer than asked: the rest of out
  * is zeroed). */
 uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples);
+
+/* Bytes of TTS queued for ss_stream_read_tts (0 while playback is paused).
+ * For the control thread: tells TTS that nothing plays. */
+uint64_t ss_stream_tts_queued(const ss_stream *s);
 
 /* Control message to the daemon (SS_CTL_PAYLOAD, SS_CTL_DTMF). SS_E_FULL if
  * the daemon is not keeping up: the caller reports it, nothing is lost silently. */

@@ -55,6 +55,59 @@ static void test_stream_open_needs_a_daemon(void)
     ss_pool_detach(&p);
 }
 
+/* SS_OPEN_WITHOUT_DAEMON: a call opens while the daemon is stopped or lost
+ * (the default refuses); its ring keeps the audio as for a live stream,
+ * oldest dropped once full, and the daemon that comes back finds the slot
+ * ACTIVE, not a resume, with every kept frame from sequence `dropped` on. */
+static void test_stream_open_without_daemon(void)
+{
+    char err[256];
+    ss_pool p = live_pool("s30.pool", 2);
+    ss_stream s, l;
+    ss_call c = call_of("w"), c2 = call_of("w2");
+    int16_t pcm[SPF] = {0};
+    _Alignas(8) uint8_t rec[SS_REC_HDR + 2 * SPF];
+    ss_daemon_leave(&p);                                        /* a clean stop */
+    CHECK_EQ(ss_stream_open(&p, &c, &s, err, sizeof err), SS_E_NODAEMON);
+    CHECK_EQ(ss_stream_open_ex(&p, &c, 0, &s, err, sizeof err), SS_E_NODAEMON);
+    CHECK_EQ(ss_stream_open_ex(&p, &c, 2, &s, err, sizeof err), SS_E_ARG);
+    CHECK_STR(err, "unknown open option");
+    CHECK_EQ(ss_stream_open_ex(&p, &c, SS_OPEN_WITHOUT_DAEMON, &s, err, sizeof err), SS_OK);
+    /* Lost (running, heartbeat stale) is the same. */
+    atomic_store(&p.hdr->daemon_state, SS_DAEMON_RUNNING);
+    ss_daemon_heartbeat(&p, ss_now_ns() - SS_HEARTBEAT_STALE_NS - 1);
+    CHECK_EQ(ss_stream_open(&p, &c2, &l, err, sizeof err), SS_E_NODAEMON);
+    CHECK_EQ(ss_stream_open_ex(&p, &c2, SS_OPEN_WITHOUT_DAEMON, &l, err, sizeof err), SS_OK);
+
+    for (int i = 0; i < 1000; i++) {
+        pcm[0] = (int16_t)i;
+        CHECK_EQ(ss_stream_write(&s, SS_TRACK_IN, 0, pcm, SPF), SS_OK);
+    }
+    uint64_t dropped = atomic_load(&s.slot->up[SS_TRACK_IN].dropped);
+    CHECK_EQ(dropped, 1000 - SS_UP_BYTES / (24 + 2 * SPF));
+
+    ss_daemon_heartbeat(&p, ss_now_ns());                       /* the daemon is back */
+    uint32_t gen;
+    CHECK_EQ(ss_slot_state(s.slot, &gen), SS_SLOT_ACTIVE);
+    CHECK_EQ(gen, s.gen);
+    CHECK_EQ(ss_slot_attach(s.slot, gen), 0);                   /* a new stream, not a resume */
+    ss_slot_rings d = daemon_rings(&s);
+    uint64_t next = dropped;
+    uint32_t n;
+    uint64_t lost;
+    while (ss_rec_drain(&d.up[SS_TRACK_IN], rec, sizeof rec, 1, &n, &lost) > 0) {
+        ss_rec h;
+        int16_t first;
+        memcpy(&h, rec, sizeof h);
+        memcpy(&first, rec + SS_REC_HDR, sizeof first);
+        CHECK_EQ(h.seq, next);
+        CHECK_EQ(first, (int16_t)h.seq);
+        next++;
+    }
+    CHECK_EQ(next, 1000);
+    ss_pool_detach(&p);
+}
+
 static void test_stream_open_rejects_bad_calls(void)
 {
     static char long_uuid[SS_UUID_MAX + 1], long_target[SS_TARGET_MAX + 1],
@@ -405,7 +458,9 @@ static void test_stream_read_tts_paused(void)
     ss_slot_rings d = daemon_rings(&s);
     CHECK_EQ(ss_byte_write(&d.down, tts, sizeof tts), sizeof tts);
     CHECK_EQ(ss_stream_read_tts(&s, out, SPF), SPF);
+    CHECK_EQ(ss_stream_tts_queued(&s), SPF * 2);
     atomic_store(&s.slot->hdr.tts_paused, 1);
+    CHECK_EQ(ss_stream_tts_queued(&s), 0);                      /* paused: nothing waits to play */
     memcpy(out, sentinel, sizeof out);
     CHECK_EQ(ss_stream_read_tts(&s, out, SPF), 0);
     CHECK_MEM(out, sentinel, sizeof out);
@@ -516,6 +571,7 @@ static void test_stream_link_and_resume(void)
 
 const check_case stream_cases[] = {
     CASE(test_stream_open_needs_a_daemon),
+    CASE(test_stream_open_without_daemon),
     CASE(test_stream_open_rejects_bad_calls),
     CASE(test_stream_open_publishes_the_call),
     CASE(test_stream_pool_full),
