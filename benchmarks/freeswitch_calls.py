@@ -138,7 +138,7 @@ class FreeSwitch:
         for d in ("conf", "log", "db", "run", "temp"):
             (home / d).mkdir(parents=True, exist_ok=True)
         fill(TEMPLATES / "freeswitch.xml", home / "conf" / "freeswitch.xml", SIP_PORT=sip, ESL_PORT=esl,
-             RTP_START=rtp, RTP_END=rtp + 9998, LOG_DIR=home / "log", **conf)
+             RTP_START=rtp, RTP_END=rtp + 9998, LOG_DIR=home / "log", **{"EXTENSIONS": "", **conf})
         self.log = open(home / "stdout.log", "wb")
         # cwd: a core dump lands in home, not in the caller's directory.
         self.proc = subprocess.Popen(
@@ -176,10 +176,10 @@ class FreeSwitch:
         self.log.close()
 
 
-def daemon_healthy() -> bool:
+def daemon_healthy(port: int = ADMIN_PORT) -> bool:
     """The daemon's /health: 200 once it ticks and stamps the pool's heartbeat."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/health", timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
             return r.status == 200
     except OSError:
         return False
