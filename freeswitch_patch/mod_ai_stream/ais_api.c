@@ -376,12 +376,17 @@ SWITCH_STANDARD_APP(ais_app)
 /* Why ai_stream_bot stops holding the call; NULL: it goes on. */
 static const char *ais_bot_done(switch_channel_t *channel, switch_channel_state_t state, ais_stream *s)
 {
-	if (!switch_channel_ready(channel)) {
+	/* Hangup first by state alone: switch_channel_ready() is also false while
+	 * a transfer is under way (CF_TRANSFER, a state change pending). */
+	if (switch_channel_down_nosig(channel)) {
 		return "hangup";
 	}
 	/* switch_ivr_session_transfer sets CF_TRANSFER and the next state. */
 	if (switch_channel_test_flag(channel, CF_TRANSFER) || switch_channel_get_state(channel) != state) {
 		return "transfer";
+	}
+	if (!switch_channel_ready(channel)) {
+		return "hangup";
 	}
 	if (!atomic_load_explicit(&s->active, memory_order_relaxed)) {
 		return "stream stopped";
@@ -390,6 +395,13 @@ static const char *ais_bot_done(switch_channel_t *channel, switch_channel_state_
 		return "stream failed";
 	}
 	return NULL;
+}
+
+/* Media read or write failed: a transfer under way fails them too. */
+static const char *ais_bot_gone(switch_channel_t *channel, switch_channel_state_t state, ais_stream *s)
+{
+	const char *why = ais_bot_done(channel, state, s);
+	return why ? why : "hangup";
 }
 
 /* ai_stream_bot: start the stream, then hold the call until it ends. Each
@@ -437,7 +449,7 @@ SWITCH_STANDARD_APP(ais_bot_app)
 		switch_frame_t *in = NULL;
 
 		if (!SWITCH_READ_ACCEPTABLE(switch_core_session_read_frame(session, &in, SWITCH_IO_FLAG_NONE, 0))) {
-			why = "hangup";                /* no more media: the channel is going */
+			why = ais_bot_gone(channel, state, s);
 			break;
 		}
 		/* As much written as read: the read side is the clock. */
@@ -448,7 +460,7 @@ SWITCH_STANDARD_APP(ais_bot_app)
 			 * all the same, as nothing promises that. */
 			memset(silence, 0, wsamples * 2);
 			if (switch_core_session_write_frame(session, &out, SWITCH_IO_FLAG_NONE, 0) != SWITCH_STATUS_SUCCESS) {
-				why = "hangup";
+				why = ais_bot_gone(channel, state, s);
 			}
 		}
 	}
