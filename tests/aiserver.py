@@ -3,6 +3,8 @@ lets a test script what it answers. It is a real server on loopback, not a fake.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from dataclasses import dataclass, field
 
 import grpc
@@ -45,11 +47,15 @@ class AIServer(pb_grpc.AIStreamServicer):
     """Streams by call uuid (a resumed call adds a stream to its list), and
     each call's authorization header (the last stream's)."""
 
-    def __init__(self, on_start=None, ack=False, streams=None):
+    def __init__(self, on_start=None, ack=False, streams=None, journal=None):
         """ack: acknowledge every frame as it arrives. streams: share another
-        server's record (the same server started again)."""
+        server's record (the same server started again). journal: a text file
+        that gets a line per message received and per Ack written, so the
+        record survives the server's process (tests/aiserver_proc.py)."""
         self.streams: dict[str, list[Recorded]] = {} if streams is None else streams
         self.ack = ack
+        self.journal = journal
+        self.count = 0
         self.auth: dict[str, str | None] = {}
         self.started = asyncio.Queue()
         self.on_start = on_start
@@ -59,10 +65,13 @@ class AIServer(pb_grpc.AIStreamServicer):
     async def Stream(self, request_iterator, context):
         rec = Recorded()
         auth = dict(context.invocation_metadata()).get("authorization")
+        self.count += 1
+        stream = self.count
 
         async def read():
             async for msg in request_iterator:
                 rec.messages.append(msg)
+                self._log(stream, msg=msg.SerializeToString().hex())
                 if len(rec.messages) == 1:
                     self.streams.setdefault(msg.start.call_uuid, []).append(rec)
                     self.auth[msg.start.call_uuid] = auth
@@ -70,7 +79,6 @@ class AIServer(pb_grpc.AIStreamServicer):
                     if self.on_start:
                         self.on_start(rec)
                 elif self.ack and msg.HasField("audio"):
-                    rec.last_ack[msg.audio.track] = msg.audio.sequence
                     rec.send(ack=pb.Ack(track=msg.audio.track, sequence=msg.audio.sequence))
             rec.outbox.put_nowait(None)
 
@@ -80,9 +88,17 @@ class AIServer(pb_grpc.AIStreamServicer):
                 if isinstance(out, grpc.StatusCode):
                     await context.abort(out, "test server aborts")
                 await context.write(out)
+                if out.HasField("ack"):   # acknowledged once written, not when queued
+                    rec.last_ack[out.ack.track] = out.ack.sequence
+                    self._log(stream, track=out.ack.track, ack=out.ack.sequence)
         finally:
             reader.cancel()
             rec.done.set()
+
+    def _log(self, stream: int, **line) -> None:
+        if self.journal:   # one write(2) per line: what a SIGKILL cannot take back
+            self.journal.write(json.dumps({"stream": f"{os.getpid()}-{stream}", **line}) + "\n")
+            self.journal.flush()
 
     async def start(self, port: int = 0, options=None) -> int:
         self.server = grpc.aio.server(options=options)

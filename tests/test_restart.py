@@ -12,6 +12,7 @@ import pytest
 
 from smartstream.v1 import smartstream_pb2 as pb
 
+from .aiserver import AIServer
 from .harness import Daemon, Sim
 
 pytestmark = pytest.mark.usefixtures("mediasim")
@@ -21,9 +22,20 @@ CALLS, SECONDS = 3, 5
 ARGS = ("--resume-bound-ms", "5000", "--transport")
 
 
+@pytest.fixture(params=[False, True], ids=["no-ack", "ack"])
+async def acking_or_not(request):
+    """The AI server, acknowledging every frame or never (the daemon that
+    restarts knows nothing of the old one's acks: the rings' position rules)."""
+    s = AIServer(ack=request.param)
+    await s.start()
+    yield s
+    await s.stop(0)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
 @pytest.mark.parametrize("transport", ["fast", "grpcio"])
-async def test_restart_resumes_every_call_exactly(transport, sig, pool, tmp_path, server):
+async def test_restart_resumes_every_call_exactly(transport, sig, pool, tmp_path, acking_or_not):
+    server = acking_or_not
     first = Daemon(pool, tmp_path, *ARGS, transport).start()
     second = None
     try:
