@@ -10,10 +10,11 @@ three gateways, measured the same way, in one invocation:
 
 For each N, the systems run one after another (interleaved, so a drift of
 the machine hits all three): a sink (benchmarks/sinks.py), the gateway, then
-csrc/build/mediasim --source tone for --seconds, its N calls starting
+csrc/build/mediasim --source tone --spread for --seconds, its N calls starting
 1 ms apart or evenly over the first second (calls arrive, they do not all
 start in one 20 ms tick; that burst is a set-up cost, not the per-frame cost
-measured here). The gateway is pinned to
+measured here), each writing its frames on its own 1 ms phase of the 20 ms
+period, as FreeSWITCH's channels do on their own timers. The gateway is pinned to
 CPU 0; sink, mediasim and this script to CPU 1, so the gateway has a core of
 its own. Measured:
 
@@ -201,7 +202,8 @@ def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
         stagger_ms = max(1, 1000 // n)
         sim = spawn(1, [str(MEDIASIM), "--pool", pool, "--calls", str(n), "--seconds", str(seconds),
                         "--source", "tone", "--rate", "16000", "--target", f"127.0.0.1:{sink_port}",
-                        "--wait-daemon", "10", "--stagger", str(stagger_ms)], stdout=subprocess.PIPE)
+                        "--wait-daemon", "10", "--stagger", str(stagger_ms), "--spread"],
+                    stdout=subprocess.PIPE)
         rss_peak = rss0
         # Tick lateness counts from SETTLE after the last call started: opening
         # N streams is a one-off set-up that would otherwise be most of a short

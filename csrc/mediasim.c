@@ -60,7 +60,7 @@ static struct opts {
     uint32_t calls, rate, ptime, req_rate, tracks, stagger_ms, end;
     uint32_t talk_ms, cng_ms;   /* --cng: talk this long, then send nothing this long */
     double seconds, call_seconds, wait_daemon;
-    int churn;
+    int churn, spread;
     int without_daemon;         /* --start-without-daemon: open calls with no live heartbeat */
 } o = {
     .pool = "/dev/shm/smartstream.pool", .target = "127.0.0.1:50051", .prefix = "sim",
@@ -412,18 +412,23 @@ static void run(line *lines)
     uint64_t total = ticks_for(o.seconds), t0 = ss_now_ns();
     /* Deadlines are absolute: a late tick runs at once and none is skipped, so
      * a run of S seconds always writes S / ptime frames a call. */
+    /* --spread: call i's frames at i mod ptime ms into each tick, one wake-up
+     * per ms; FreeSWITCH's channels each run on their own timer phase. */
+    uint32_t steps = o.spread ? o.ptime : 1;
     for (uint64_t tick = 0; !stop && (!total || tick < total); tick++) {
-        uint64_t due = t0 + tick * period_ns;
-        sleep_until(due);
-        if (stop)
-            break;
-        uint64_t now = ss_now_ns(), late_us = now > due ? (now - due) / 1000 : 0;
-        /* Late: half a frame behind, where a jitter buffer starts to notice. */
-        stats.late_ticks += late_us * 2000 > period_ns;
-        if (late_us > stats.max_late_us)
-            stats.max_late_us = late_us;
-        for (uint32_t i = 0; i < o.calls; i++)
-            run_line(&lines[i], tick, now);
+        for (uint32_t step = 0; step < steps && !stop; step++) {
+            uint64_t due = t0 + tick * period_ns + step * period_ns / steps;
+            sleep_until(due);
+            if (stop)
+                break;
+            uint64_t now = ss_now_ns(), late_us = now > due ? (now - due) / 1000 : 0;
+            /* Late: half a frame behind, where a jitter buffer starts to notice. */
+            stats.late_ticks += late_us * 2000 > period_ns;
+            if (late_us > stats.max_late_us)
+                stats.max_late_us = late_us;
+            for (uint32_t i = step; i < o.calls; i += steps)
+                run_line(&lines[i], tick, now);
+        }
     }
     for (uint32_t i = 0; i < o.calls; i++)
         if (lines[i].state == LINE_LIVE)
@@ -460,6 +465,8 @@ static const char usage_text[] =
     "  --start-without-daemon  open the calls even while no daemon runs (the pool file must\n"
     "                        exist: a stopped or lost daemon's); their rings keep the audio\n"
     "  --stagger MS          delay between opening consecutive calls (0)\n"
+    "  --spread              each call on its own phase: call i's frames i mod ptime ms\n"
+    "                        into each tick (default: every call's at the tick)\n"
     "  --call-seconds S      each call hangs up after S seconds (whole run)\n"
     "  --churn               a line whose call ended starts a new call, new uuid\n"
     "  --end hangup|stop     how calls end, as the AI server's StreamEnd says (hangup)\n"
@@ -530,7 +537,7 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_POOL = 256, O_CALLS, O_RATE, O_PTIME, O_SECONDS, O_TARGET, O_SRATE, O_TRACKS,
            O_PREFIX, O_SOURCE, O_RECORD, O_PAYLOAD, O_DTMF, O_WAIT, O_STAGGER, O_CALLSECS,
-           O_CHURN, O_END, O_METADATA, O_CALLER, O_CALLEE, O_CNG, O_NODAEMON, O_HELP };
+           O_CHURN, O_END, O_METADATA, O_CALLER, O_CALLEE, O_CNG, O_NODAEMON, O_SPREAD, O_HELP };
     static const struct option longopts[] = {
         {"pool", 1, 0, O_POOL}, {"calls", 1, 0, O_CALLS}, {"rate", 1, 0, O_RATE},
         {"ptime", 1, 0, O_PTIME}, {"seconds", 1, 0, O_SECONDS}, {"target", 1, 0, O_TARGET},
@@ -540,7 +547,7 @@ static void parse_args(int argc, char **argv)
         {"stagger", 1, 0, O_STAGGER}, {"call-seconds", 1, 0, O_CALLSECS},
         {"churn", 0, 0, O_CHURN}, {"end", 1, 0, O_END}, {"metadata", 1, 0, O_METADATA},
         {"caller", 1, 0, O_CALLER}, {"callee", 1, 0, O_CALLEE}, {"cng", 1, 0, O_CNG},
-        {"start-without-daemon", 0, 0, O_NODAEMON},
+        {"start-without-daemon", 0, 0, O_NODAEMON}, {"spread", 0, 0, O_SPREAD},
         {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
     };
     opterr = 0;
@@ -563,6 +570,7 @@ static void parse_args(int argc, char **argv)
         case O_DTMF: o.dtmf = a; break;
         case O_WAIT: o.wait_daemon = arg_secs("wait-daemon", a); break;
         case O_STAGGER: o.stagger_ms = arg_u32("stagger", a, 0, 3600000); break;
+        case O_SPREAD: o.spread = 1; break;
         case O_CALLSECS: o.call_seconds = arg_secs("call-seconds", a); break;
         case O_CHURN: o.churn = 1; break;
         case O_END: o.end = arg_end(a); break;

@@ -354,9 +354,12 @@ cdef class Pool:
                 self.watch_list[i] = self.watch_list[self.n_watch]
                 break
 
-    def drain(self, Batch batch):
+    def drain(self, Batch batch, bint audio_only=False):
         """Copy out every new frame and control message of every watched slot.
-        Returns the record count; problems are in batch.errors."""
+        Returns the record count; problems are in batch.errors.
+        audio_only (a sub-tick between ticks): the uplink rings only, and a
+        slot already known to have changed hands is skipped unreported (the
+        tick's drain reports it once, not once per sub-tick)."""
         cdef uint32_t w, idx, gen, g, t, nrec, k
         cdef ss.ss_slot *s
         cdef size_t mark_used
@@ -368,13 +371,15 @@ cdef class Pool:
             s = ss.ss_pool_slot(&self.pool, idx)
             ss.ss_slot_state(s, &g)
             if g != gen:
-                batch.errors.append((idx, ss.SS_E_STALE, 0))
+                if not audio_only:
+                    batch.errors.append((idx, ss.SS_E_STALE, 0))
                 continue
             mark_used, mark_n = batch.used, batch.n
             for t in range(ss.SS_TRACKS):
                 if s.hdr.tracks & (1u << t):
                     self._drain_ring(batch, idx, &self.rings[idx].up[t], ss.SS_REC_AUDIO, t)
-            self._drain_ring(batch, idx, &self.rings[idx].ctl_in, 0, 0)
+            if not audio_only:
+                self._drain_ring(batch, idx, &self.rings[idx].ctl_in, 0, 0)
             # Seqlock on the generation: a slot re-claimed while we copied is not this call.
             ss.ss_slot_state(s, &g)
             if g != gen:

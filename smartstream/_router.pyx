@@ -11,10 +11,16 @@ A hole in a track's sequence numbers (the module's ring overran) goes out as
 a Gap just before the frame after it, on whichever route.
 
 Control messages from the module go back to Python: they are rare.
+
+Between ticks, pump() is a sub-tick: it drains the uplink rings again, routes
+what came the same way and flushes the connections it queued frames on, so a
+frame leaves soon after its capture instead of at the next tick. What it
+counted comes back from the next deliver().
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from ._h2 cimport H2Connection, H2_OK
 from ._ring cimport Batch
@@ -41,6 +47,10 @@ cdef class Router:
     cdef uint64_t *frames        # frames handed to a stream, by slot
     cdef uint32_t slots
     cdef uint64_t seen
+    # Counted since the last deliver() returned them (pump() adds to them).
+    cdef uint64_t sent, nbytes
+    cdef list py, controls, latency
+    cdef list touched            # connections this pump() queued frames on
     cdef readonly uint64_t stale     # frames older than one already taken: dropped
 
     def __cinit__(self, uint32_t slots):
@@ -52,6 +62,7 @@ cdef class Router:
         self.frames = <uint64_t *>calloc(slots, sizeof(uint64_t))
         if not (self.sids and self.mode and self.frames):
             raise MemoryError()
+        self.py, self.controls, self.latency, self.touched = [], [], [], []
 
     def __dealloc__(self):
         free(self.sids)
@@ -99,21 +110,45 @@ cdef class Router:
         return None if seconds < 0 else seconds
 
     def deliver(self, Batch batch, uint64_t now_ns):
-        """Route one drained batch. Returns (frames sent, PCM bytes sent,
+        """Route one drained batch. Returns, for it and every pump() since the
+        last deliver(): (frames sent, PCM bytes sent,
         [(slot, GatewayMessage)] for Python streams,
         [(slot, type, payload)] control messages, [hook-to-send seconds] samples)."""
+        self.route_batch(batch, now_ns)
+        del self.touched[:]   # the tick's transport.flush() writes every connection
+        out = self.sent, self.nbytes, self.py, self.controls, self.latency
+        self.sent = self.nbytes = 0
+        self.py, self.controls, self.latency = [], [], []
+        return out
+
+    def pump(self, pool, Batch batch):
+        """A sub-tick: pool.drain(batch, audio_only=True), route it, and flush
+        each connection that got frames (one write each). Ring errors are left
+        in batch.errors."""
+        cdef timespec t
+        cdef uint64_t now_ns
+        cdef H2Connection conn
+        clock_gettime(CLOCK_MONOTONIC, &t)   # the clock of capture_ns and time.monotonic_ns()
+        now_ns = <uint64_t>t.tv_sec * 1000000000 + t.tv_nsec
+        if not pool.drain(batch, True):
+            return
+        self.route_batch(batch, now_ns)
+        for conn in self.touched:
+            conn.flush()
+        del self.touched[:]
+
+    cdef int route_batch(self, Batch batch, uint64_t now_ns) except -1:
         cdef Py_ssize_t i
         cdef uint32_t slot, n
-        cdef uint64_t sent = 0, nbytes = 0, gap
+        cdef uint64_t gap
         cdef ss.ss_rec *h
         cdef const uint8_t *payload
         cdef const uint8_t *out
         cdef Uplink up
-        cdef H2Connection conn
+        cdef H2Connection conn, last = None
         cdef uint8_t m
         cdef bint synth
         cdef double seconds
-        py, controls, latency = [], [], []
         for i in range(batch.n):
             slot = batch.r_slot[i]
             h = <ss.ss_rec *>(batch.buf + batch.r_off[i])
@@ -122,7 +157,7 @@ cdef class Router:
                 continue
             synth = h.type == ss.SS_REC_SILENCE
             if h.type != ss.SS_REC_AUDIO and not synth:
-                controls.append((slot, h.type, PyBytes_FromStringAndSize(<const char *>payload, h.len)))
+                self.controls.append((slot, h.type, PyBytes_FromStringAndSize(<const char *>payload, h.len)))
                 continue
             up = <Uplink>self.uplinks[slot]
             if up.push_c(h.track, h.seq, h.ts_ns, payload, h.len, synth, &out, &n, &gap):
@@ -138,19 +173,23 @@ cdef class Router:
                     continue
                 if conn.send_audio(self.sids[slot], h.track + 1, h.seq, h.ts_ns, out, n, synth) != H2_OK:
                     continue
+                # Streams of a connection are mostly neighbours in the batch.
+                if conn is not last and conn not in self.touched:
+                    self.touched.append(conn)
+                last = conn
             elif m == PY:
                 if gap:
-                    py.append((slot, gap_message(h.track, h.seq - gap, gap, pb.Gap.REASON_RING_OVERRUN)))
-                py.append((slot, pb.GatewayMessage(audio=pb.AudioFrame(
+                    self.py.append((slot, gap_message(h.track, h.seq - gap, gap, pb.Gap.REASON_RING_OVERRUN)))
+                self.py.append((slot, pb.GatewayMessage(audio=pb.AudioFrame(
                     track=h.track + 1, sequence=h.seq, capture_ns=h.ts_ns, synthesized=synth,
                     pcm=PyBytes_FromStringAndSize(<const char *>out, n)))))
             else:
                 continue
             up.sent_c(h.track, h.seq, gap)
             self.frames[slot] += 1
-            sent += 1
-            nbytes += n
+            self.sent += 1
+            self.nbytes += n
             seconds = self.sample(h.ts_ns, now_ns)
             if seconds >= 0:
-                latency.append(seconds)
-        return sent, nbytes, py, controls, latency
+                self.latency.append(seconds)
+        return 0

@@ -2,8 +2,10 @@
 
 Every cadence_ms the ticker drains all watched rings with one _ring call,
 hands each record to its Call, picks up calls that started or ended, tops up
-TTS, and lets the transport flush. Nothing here waits on the network: the
-transport owns that.
+TTS, and lets the transport flush. Every drain_period_ms in between, a
+sub-tick (one Router.pump call) sends the audio frames that came since, so a
+frame waits for the next sub-tick, not the next tick. Nothing here waits on
+the network: the transport owns that.
 """
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ from . import _ring
 from ._router import Router
 from .call import Call
 from .config import Config
+from .logs import Throttle
 from .metrics import Metrics
 from .transport import Transport, make_transport
 from .v1 import smartstream_pb2 as pb
 
 log = logging.getLogger("smartstream.gateway")
 
-COUNTER_EVERY = 50   # ticks between reads of the module's ring counters (1 s at 20 ms)
+COUNTER_EVERY = 50   # ticks between reads of a call's ring counters (1 s at 20 ms)
 # Why the module closed a slot -> StreamEnd's reason and detail.
 END_REASONS = {_ring.END_HANGUP: (pb.StreamEnd.REASON_HANGUP, "call hung up"),
                _ring.END_STOP: (pb.StreamEnd.REASON_STOPPED, "uuid_ai_stream stop"),
@@ -41,6 +44,8 @@ class Gateway:
         self.calls: dict[int, Call] = {}
         self._busy: set[Call] = set()   # calls with TTS to pace or a retry due: ticked
         self._batch = _ring.Batch()
+        self._sub_batch = _ring.Batch()
+        self._throttle = Throttle(log)
         self._stale = 0                 # router.stale already counted in the metrics
         self._task: asyncio.Task | None = None
         self.ticks = 0
@@ -62,8 +67,20 @@ class Gateway:
 
     async def _run(self) -> None:
         cadence = self.config.cadence_ms / 1000
+        # Sub-ticks only where the Router sends by itself (FAST routes); the
+        # grpcio transport sends every frame from Python, once a tick.
+        period = min(self.config.drain_period_ms / 1000 if self.transport.sub_ticks else cadence,
+                     cadence)
         due = time.monotonic() + cadence
         while True:
+            sub = due - cadence + period
+            while sub < due - period / 2:   # no sub-tick just before the tick
+                await asyncio.sleep(max(0.0, sub - time.monotonic()))
+                try:
+                    self.sub_tick()
+                except Exception:   # up to hundreds a second: throttled
+                    self._throttle.log(logging.ERROR, "sub-tick", "sub-tick failed", exc_info=True)
+                sub = max(sub, time.monotonic()) + period   # late: skip, do not burst
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             late = time.monotonic() - due
             self.metrics.tick_lateness.observe(max(late, 0.0))
@@ -136,8 +153,17 @@ class Gateway:
                 self._busy.discard(call)
         self.transport.flush()
         self.ticks += 1
-        if self.ticks % COUNTER_EVERY == 0:
-            self._collect_ring_counters()
+        # A slice of the slots a tick: each call once every COUNTER_EVERY ticks,
+        # and no tick pays for all of them (milliseconds at 1000 calls).
+        for slot in range(self.ticks % COUNTER_EVERY, pool.slot_count, COUNTER_EVERY):
+            if (call := self.calls.get(slot)) is not None:
+                self._collect_ring_counters(call)
+
+    def sub_tick(self) -> None:
+        """Between ticks: send the audio frames that came since, and nothing else."""
+        self.router.pump(self.pool, self._sub_batch)
+        if self._sub_batch.errors:
+            self._ring_errors(self._sub_batch)
 
     def _guarded(self, fn, slot: int, *args):
         """fn(*args), or None (logged and counted) if it raised."""
@@ -151,9 +177,7 @@ class Gateway:
 
     def _drain(self, now: int) -> None:
         batch = self._batch
-        if not self.pool.drain(batch):
-            self._ring_errors(batch)
-            return
+        self.pool.drain(batch)   # even empty, deliver() hands over what the sub-ticks sent
         frames, nbytes, py_frames, controls, latency = self.router.deliver(batch, now)
         calls = self.calls
         for slot, msg in py_frames:
@@ -174,14 +198,13 @@ class Gateway:
             self._stale = self.router.stale
         self._ring_errors(batch)
 
-    def _collect_ring_counters(self) -> None:
-        """Fold what the module counted in shared memory into the metrics."""
-        for call in self.calls.values():
-            c = self.pool.counters(call.slot)
-            over, under = c["up_in_dropped"] + c["up_out_dropped"], c["down_underruns"]
-            self.metrics.ring_overruns.inc(over - call.seen_overruns)
-            self.metrics.ring_underruns.inc(under - call.seen_underruns)
-            call.seen_overruns, call.seen_underruns = over, under
+    def _collect_ring_counters(self, call: Call) -> None:
+        """Fold what the module counted in the call's shared memory into the metrics."""
+        c = self.pool.counters(call.slot)
+        over, under = c["up_in_dropped"] + c["up_out_dropped"], c["down_underruns"]
+        self.metrics.ring_overruns.inc(over - call.seen_overruns)
+        self.metrics.ring_underruns.inc(under - call.seen_underruns)
+        call.seen_overruns, call.seen_underruns = over, under
 
     def _ring_errors(self, batch) -> None:
         for slot, code, lost in batch.errors:
@@ -223,7 +246,7 @@ class Gateway:
             self._forget_call(call)
 
     def _forget_call(self, call: Call) -> None:
-        self._collect_ring_counters()
+        self._collect_ring_counters(call)
         self.metrics.dropped("resume_overflow", call.uplink.dropped)
         self.metrics.active_streams.dec()
         del self.calls[call.slot]

@@ -61,7 +61,7 @@ class Throttle:
         self._next: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def log(self, level: int, kind: str, msg: str, *args) -> None:
+    def log(self, level: int, kind: str, msg: str, *args, exc_info: bool = False) -> None:
         now = time.monotonic()
         if now < self._next.get(kind, 0.0):
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
@@ -70,4 +70,4 @@ class Throttle:
         n = self._suppressed.pop(kind, 0)
         if n:
             msg += f" ({n} more like this in the last {self.interval_s:g} s not logged)"
-        self.logger.log(level, msg, *args)
+        self.logger.log(level, msg, *args, exc_info=exc_info)

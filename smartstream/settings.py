@@ -29,6 +29,7 @@ ENV_PREFIX = "SMARTSTREAM_"
 
 RANGES = {
     "pool_slots": (1, 65536), "pool_mode": (0, 0o777), "cadence_ms": (1, 1000),
+    "drain_period_ms": (1, 1000),
     "heartbeat_timeout_ms": (20, 10_000),
     "resume_bound_ms": (0, 600_000), "prebuffer_ms": (0, 10_000),
     "max_tts_queue_ms": (0, 3_600_000), "retry_initial_ms": (1, 600_000),

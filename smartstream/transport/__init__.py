@@ -66,6 +66,9 @@ class Stream(abc.ABC):
 
 class Transport(abc.ABC):
     config: Config
+    # The Router writes its frames to the wire itself (Router.pump): the
+    # gateway may send between ticks.
+    sub_ticks = False
 
     def settings(self, target: Target, tls: bool) -> TargetSettings:
         """The target's settings; a call that asked for TLS gets it either way."""
