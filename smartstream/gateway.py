@@ -74,7 +74,7 @@ class Gateway:
         due = time.monotonic() + cadence
         while True:
             sub = due - cadence + period
-            while sub < due - period / 2:   # no sub-tick just before the tick
+            while self.calls and sub < due - period / 2:   # none idle, none just before the tick
                 await asyncio.sleep(max(0.0, sub - time.monotonic()))
                 try:
                     self.sub_tick()
