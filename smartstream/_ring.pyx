@@ -169,6 +169,7 @@ cdef class Pool:
     cdef uint32_t *seen_gen
     cdef uint32_t *watch_gen     # 0: not watched
     cdef uint32_t *watch_list
+    cdef uint8_t *held           # 1: audio left in the ring (hold())
     cdef uint32_t n_watch
     cdef readonly str path
     cdef readonly bint reattached
@@ -185,8 +186,10 @@ cdef class Pool:
         free(self.seen_gen)
         free(self.watch_gen)
         free(self.watch_list)
+        free(self.held)
         self.rings = self.seen_state = self.seen_gen = NULL
         self.watch_gen = self.watch_list = NULL
+        self.held = NULL
 
     cdef _setup(self, str path):
         cdef uint32_t i, n = self.pool.slot_count
@@ -196,7 +199,9 @@ cdef class Pool:
         self.seen_gen = <uint32_t *>calloc(n, sizeof(uint32_t))
         self.watch_gen = <uint32_t *>calloc(n, sizeof(uint32_t))
         self.watch_list = <uint32_t *>calloc(n, sizeof(uint32_t))
-        if not (self.rings and self.seen_state and self.seen_gen and self.watch_gen and self.watch_list):
+        self.held = <uint8_t *>calloc(n, 1)
+        if not (self.rings and self.seen_state and self.seen_gen and self.watch_gen and self.watch_list
+                and self.held):
             raise MemoryError()
         for i in range(n):
             ss.ss_slot_rings_init(ss.ss_pool_slot(&self.pool, i), &self.rings[i])
@@ -342,12 +347,20 @@ cdef class Pool:
         self.watch_gen[idx] = gen
         return bool(ss.ss_slot_attach(s, gen))
 
+    def hold(self, uint32_t idx, bint on):
+        """Leave the slot's audio in its ring (drain() skips it) while on: until a
+        call's first stream is up, the ring, not the smaller resume window,
+        keeps what it says from the start."""
+        self.slot(idx)
+        self.held[idx] = on
+
     def unwatch(self, uint32_t idx):
         cdef uint32_t i
         self.slot(idx)
         if self.watch_gen[idx] == 0:
             return
         self.watch_gen[idx] = 0
+        self.held[idx] = 0
         for i in range(self.n_watch):
             if self.watch_list[i] == idx:
                 self.n_watch -= 1
@@ -376,7 +389,7 @@ cdef class Pool:
                 continue
             mark_used, mark_n = batch.used, batch.n
             for t in range(ss.SS_TRACKS):
-                if s.hdr.tracks & (1u << t):
+                if s.hdr.tracks & (1u << t) and not self.held[idx]:
                     self._drain_ring(batch, idx, &self.rings[idx].up[t], ss.SS_REC_AUDIO, t)
             if not audio_only:
                 self._drain_ring(batch, idx, &self.rings[idx].ctl_in, 0, 0)

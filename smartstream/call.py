@@ -126,6 +126,7 @@ class Call:
             self.stream.send(msg)
         self._pending_control.clear()
         self.stream.route(self.router, self.slot, self.uplink)
+        self.gw.pool.hold(self.slot, False)   # the ring's backlog goes out from now on
         self.state = "streaming"
         self._opened_at = time.monotonic()
         self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_STREAMING)
@@ -227,6 +228,7 @@ class Call:
             self.stream = None
         self.state = "failed"
         self.router.route(self.slot, self.uplink)
+        self.gw.pool.hold(self.slot, False)   # drained and counted as before, never sent
         self.gw.pool.set_link(self.slot, self.gen, _ring.LINK_FAILED)
         self.post(_ring.CTL_ERROR, reason.encode()[:_ring.CTL_MSG_MAX])
 

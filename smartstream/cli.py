@@ -42,16 +42,18 @@ async def serve(cfg: Config, path: str | None) -> None:
     from .admin import AdminServer
     from .gateway import Gateway
 
-    gw = Gateway(cfg)
-    if cfg.pool_group:   # FreeSWITCH runs in this group: it must read and write the pool
-        os.chown(cfg.pool_path, -1, grp.getgrnam(cfg.pool_group).gr_gid)
-    admin = AdminServer(gw)
-    await admin.start(cfg.admin_listen)
+    # Handlers first: the pool's heartbeat starts with Gateway(), and a SIGTERM
+    # from then on must be a clean stop ("stopped"), never a death ("lost").
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    gw = Gateway(cfg)
     loop.add_signal_handler(signal.SIGHUP, reload, gw, path)
+    if cfg.pool_group:   # FreeSWITCH runs in this group: it must read and write the pool
+        os.chown(cfg.pool_path, -1, grp.getgrnam(cfg.pool_group).gr_gid)
+    admin = AdminServer(gw)
+    await admin.start(cfg.admin_listen)
     gw.start()
     sdnotify.notify("READY=1")
     await stop.wait()

@@ -223,6 +223,7 @@ class Gateway:
         if info["generation"] != gen:
             return   # changed again since the scan; the next scan has it
         resumed = self.pool.watch(slot, gen)
+        self.pool.hold(slot, True)   # until its first stream is up (Call.on_reached)
         call = Call(self, info, resumed)
         self.calls[slot] = call
         self.router.route(slot, call.uplink)   # the window holds frames until the stream is up

@@ -18,9 +18,8 @@ from smartstream.v1 import smartstream_pb2 as pb
 from .harness import Daemon, Sim
 
 pytestmark = pytest.mark.usefixtures("mediasim")
-# A window that holds a whole ring: the frames the new daemon drains before
-# its streams are up are not pushed out of it.
-ARGS = ("--resume-bound-ms", "20000", "--transport", "fast")
+# The default 2 s resume window: until a call's first stream is up its audio
+# stays in the ring (7.9 s of 16 kHz), so a longer wait loses nothing.
 
 
 def pattern(i: int, s: int, spf: int) -> bytes:
@@ -29,10 +28,11 @@ def pattern(i: int, s: int, spf: int) -> bytes:
     return array.array("h", ((base + 17 * k) & 0x7fff for k in range(spf))).tobytes()
 
 
-async def run_down_then_up(pool, tmp_path, server, prefix, calls, seconds, rate, down_s):
+async def run_down_then_up(pool, tmp_path, server, prefix, calls, seconds, rate, down_s, transport="fast"):
     """A daemon that ran and stopped cleanly (its pool stays), calls started,
     down_s later a new daemon; returns the simulator's summary."""
-    Daemon(pool, tmp_path, *ARGS).start().stop(signal.SIGTERM)
+    args = ("--transport", transport)
+    Daemon(pool, tmp_path, *args).start().stop(signal.SIGTERM)
     second = None
     try:
         sim = await Sim(pool, "--start-without-daemon", "--calls", str(calls), "--seconds", str(seconds),
@@ -47,7 +47,7 @@ async def run_down_then_up(pool, tmp_path, server, prefix, calls, seconds, rate,
         finally:
             view.close()
         assert server.streams == {}                  # nothing reached the AI server without a daemon
-        second = Daemon(pool, tmp_path, *ARGS).start()
+        second = Daemon(pool, tmp_path, *args).start()
         summary = await sim.wait()
         for i in range(calls):
             (rec,) = server.streams[f"{prefix}-{i:04d}"]
@@ -76,9 +76,10 @@ def check_call(server, prefix, i, frames, spf, lost):
     assert rec.messages[-1].end.frames_lost == lost
 
 
-async def test_start_before_daemon_delivers_every_frame_from_the_first(pool, tmp_path, server):
-    calls, seconds, rate = 2, 3, 16000
-    summary = await run_down_then_up(pool, tmp_path, server, "sb", calls, seconds, rate, 1.0)
+@pytest.mark.parametrize("transport", ["fast", "grpcio"])
+async def test_start_before_daemon_delivers_every_frame_from_the_first(transport, pool, tmp_path, server):
+    calls, seconds, rate = 2, 5, 16000   # 3 s down: past the 2 s window, within the ring
+    summary = await run_down_then_up(pool, tmp_path, server, "sb", calls, seconds, rate, 3.0, transport)
     assert summary["calls"] == calls and summary["dropped"] == 0
     assert summary["frames_written"] == calls * seconds * 50
     for i in range(calls):
