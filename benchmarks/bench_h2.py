@@ -43,7 +43,7 @@ from smartstream._h2 cimport H2Connection, H2_OK
 def tick(H2Connection conn, list sids, unsigned long long seq, const uint8_t[::1] pcm):
     cdef int sid
     for sid in sids:
-        if conn.send_audio(sid, 1, seq, seq * 20000000, &pcm[0], pcm.shape[0]) != H2_OK:
+        if conn.send_audio(sid, 1, seq, seq * 20000000, &pcm[0], pcm.shape[0], False) != H2_OK:
             raise RuntimeError(f"stream {sid} refused a frame")
     conn.flush()
 """

@@ -30,13 +30,21 @@ cdef struct h2_stream:
     bint deaf                # mute_stream(): what arrives is dropped unread
 
 
+# One flush's frames. transport.write gets a memoryview of it, not a copy: a
+# buffer still exported (the transport has not sent it all) is never
+# written again; the next flush takes a new one.
+cdef class OutBuf:
+    cdef h2_buf b
+    cdef Py_ssize_t exports
+
+
 cdef class H2Connection:
     cdef nghttp2_session *session
     cdef object transport, handler
     cdef readonly str authority, scheme
     cdef h2_stream *table[H2_BUCKETS]
     cdef Py_ssize_t nstreams
-    cdef h2_buf wbuf         # one flush's frames, written with one transport.write
+    cdef OutBuf out          # one flush's frames, written with one transport.write
     cdef list events         # what callbacks found, delivered to the handler afterwards
     cdef set muted           # streams whose handler raised: no more messages for them
     cdef bint closed, dispatching, paused
@@ -61,6 +69,7 @@ cdef class H2Connection:
     cdef void queued(self, h2_stream *st) noexcept nogil
     cdef void reset(self, h2_stream *st, int local, uint32_t code) noexcept nogil
     cdef int received(self, h2_stream *st, const uint8_t *data, size_t n) except -1
+    cdef Py_ssize_t messages(self, h2_stream *st, const uint8_t *p, size_t n) except -1
     cdef tuple close_status(self, h2_stream *st, uint32_t error_code)
     cdef int finish(self, h2_stream *st, int status, str message) except -1
     cdef int produce(self) except -1

@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 from .logs import peer_text
 
+from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, realloc
@@ -208,20 +209,39 @@ cdef int parse_status(const uint8_t *v, size_t n) noexcept nogil:
 cdef ssize_t read_data(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
                        size_t length, uint32_t *data_flags, nghttp2_data_source *source,
                        void *user_data) noexcept nogil:
+    """How much of the stream's buffer the next DATA frame carries; send_data
+    then copies it, once, into the connection's output (NO_COPY: nghttp2
+    never holds the bytes itself)."""
     cdef h2_stream *st = <h2_stream *>source.ptr
     cdef size_t n = st.out.len - st.out.off
     if n > length:
         n = length
     if n:
-        memcpy(buf, st.out.p + st.out.off, n)
-        buf_consume(&st.out, n)
-    if st.out.len == st.out.off:
+        data_flags[0] |= NGHTTP2_DATA_FLAG_NO_COPY
+    if n == st.out.len - st.out.off:
         if st.eof:
             data_flags[0] |= NGHTTP2_DATA_FLAG_EOF
         elif n == 0:
             st.deferred = True
             return NGHTTP2_ERR_DEFERRED
     return n
+
+
+cdef int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
+                   size_t length, nghttp2_data_source *source, void *user_data) noexcept:
+    """A DATA frame read_data sized, called in the same nghttp2_session_mem_send:
+    header and payload appended to the output, in order with the other frames
+    (no padding: no select_padding callback is set)."""
+    cdef H2Connection c = <H2Connection>user_data
+    cdef h2_stream *st = <h2_stream *>source.ptr
+    cdef uint8_t *p = buf_reserve(&c.out.b, 9 + length, <size_t>-1)
+    if p == NULL:
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+    memcpy(p, framehd, 9)
+    memcpy(p + 9, st.out.p + st.out.off, length)
+    c.out.b.len += 9 + length
+    buf_consume(&st.out, length)
+    return 0
 
 
 cdef int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
@@ -341,6 +361,22 @@ cdef str describe_goaway(const nghttp2_frame *frame):
     return f"GOAWAY {code}" + (f" '{debug}'" if debug else "")
 
 
+cdef class OutBuf:
+    def __cinit__(self, size_t cap=0):
+        if cap and buf_reserve(&self.b, cap, cap) == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        buf_free(&self.b)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self.b.p, self.b.len, 1, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+
 cdef class H2Connection:
     def __cinit__(self, str authority, str scheme, handler):
         cdef nghttp2_session_callbacks *cbs
@@ -349,6 +385,7 @@ cdef class H2Connection:
         self.authority, self.scheme, self.handler = authority, scheme, handler
         self.events = []
         self.muted = set()
+        self.out = OutBuf()
         if nghttp2_session_callbacks_new(&cbs):
             raise MemoryError()
         nghttp2_session_callbacks_set_on_header_callback(cbs, on_header)
@@ -357,6 +394,7 @@ cdef class H2Connection:
         nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send)
         nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send)
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close)
+        nghttp2_session_callbacks_set_send_data_callback(cbs, send_data)
         if nghttp2_option_new(&opt):
             nghttp2_session_callbacks_del(cbs)
             raise MemoryError()
@@ -387,7 +425,6 @@ cdef class H2Connection:
                 st = self.table[b]
                 self.table[b] = st.next
                 stream_free(st)
-        buf_free(&self.wbuf)
 
     # ---- the stream table ----
 
@@ -614,7 +651,10 @@ cdef class H2Connection:
         cdef const uint8_t *data
         cdef ssize_t n
         cdef uint8_t *p
-        while True:
+        if self.out.exports:   # the transport still holds the last write's bytes
+            self.out = OutBuf(self.out.b.cap)
+        self.out.b.len = 0
+        while True:   # DATA frames go into out by send_data, the rest here
             n = nghttp2_session_mem_send(self.session, &data)
             if n == 0:
                 break
@@ -622,14 +662,13 @@ cdef class H2Connection:
                 self.teardown(f"HTTP/2 error while sending: {nghttp2_strerror(n).decode()}"
                               + (f": {self.error}" if self.error else ""), UNAVAILABLE)
                 return 0
-            p = buf_reserve(&self.wbuf, n, <size_t>-1)
+            p = buf_reserve(&self.out.b, n, <size_t>-1)
             if p == NULL:
                 raise MemoryError()
             memcpy(p, data, n)
-            self.wbuf.len += n
-        if self.wbuf.len:
-            self.transport.write(PyBytes_FromStringAndSize(<char *>self.wbuf.p, self.wbuf.len))
-            self.wbuf.len = 0
+            self.out.b.len += n
+        if self.out.b.len:
+            self.transport.write(memoryview(self.out))
         return 0
 
     def ping(self):
@@ -676,28 +715,46 @@ cdef class H2Connection:
     # ---- receiving ----
 
     cdef int received(self, h2_stream *st, const uint8_t *data, size_t n) except -1:
-        """DATA bytes of a stream: complete gRPC messages become events."""
+        """DATA bytes of a stream: complete gRPC messages become events, taken
+        straight from data; only a message split across DATA frames is
+        gathered in st.inb first."""
         cdef h2_buf *b = &st.inb
-        cdef uint8_t *p = buf_reserve(b, n, <size_t>-1)
-        cdef size_t mlen
+        cdef uint8_t *p
+        cdef Py_ssize_t used
+        if b.len == b.off:
+            used = self.messages(st, data, n)
+            if st.local or <size_t>used == n:
+                return 0
+            data, n = data + used, n - used
+        p = buf_reserve(b, n, <size_t>-1)
         if p == NULL:
             raise MemoryError()
         memcpy(p, data, n)
         b.len += n
-        while b.len - b.off >= 5:
-            p = b.p + b.off
-            if p[0] != 0:
+        used = self.messages(st, b.p + b.off, b.len - b.off)
+        if not st.local:
+            buf_consume(b, used)
+        return 0
+
+    cdef Py_ssize_t messages(self, h2_stream *st, const uint8_t *p, size_t n) except -1:
+        """An event for each whole message at p: the bytes they took (0 once
+        the stream is reset for a bad one)."""
+        cdef size_t used = 0, mlen
+        cdef const uint8_t *m
+        while n - used >= 5:
+            m = p + used
+            if m[0] != 0:
                 self.reset(st, L_COMPRESSED, NGHTTP2_INTERNAL_ERROR)
                 return 0
-            mlen = (<size_t>p[1] << 24) | (<size_t>p[2] << 16) | (<size_t>p[3] << 8) | p[4]
+            mlen = (<size_t>m[1] << 24) | (<size_t>m[2] << 16) | (<size_t>m[3] << 8) | m[4]
             if mlen > MESSAGE_MAX:
                 self.reset(st, L_TOO_BIG, NGHTTP2_CANCEL)
                 return 0
-            if b.len - b.off < 5 + mlen:
+            if n - used < 5 + mlen:
                 break
-            self.events.append((EV_MESSAGE, st.id, PyBytes_FromStringAndSize(<char *>p + 5, mlen)))
-            buf_consume(b, 5 + mlen)
-        return 0
+            self.events.append((EV_MESSAGE, st.id, PyBytes_FromStringAndSize(<char *>m + 5, mlen)))
+            used += 5 + mlen
+        return used
 
     cdef int dispatch(self) except -1:
         """Deliver recorded events in order. Not re-entered: events a handler

@@ -28,7 +28,9 @@ from .v1 import smartstream_pb2 as pb
 cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
 
-DEF SEQ_BYTES = 8    # a window frame is [frame seq][PCM]: the window ring's own seq is not the frame's
+# A window frame is its PCM, its record header's seq the frame's (set before
+# each write: the ring is private, its own numbering unused), so the frame
+# goes in with one copy straight from the batch.
 DEF GAP_BYTES = 24   # a window gap is [first seq][count][Gap.Reason]
 
 cdef enum:
@@ -60,7 +62,7 @@ cdef class Uplink:
         # Room for the bound, a frame and a gap record per 10 ms frame, one frame
         # over before trimming, and a ring-end pad. make_room() keeps it exact.
         cdef uint64_t headers = <uint64_t>(bound_ms // 10 + 2) * len(tracks) * (
-            2 * ss.SS_REC_HDR + SEQ_BYTES + GAP_BYTES)
+            2 * ss.SS_REC_HDR + GAP_BYTES)
         cdef uint64_t cap = pow2_at_least(self.bound + headers + 2 * frame_max)
         if posix_memalign(&self.mem, 64, sizeof(ss.ss_ring) + cap):
             raise MemoryError()
@@ -68,8 +70,8 @@ cdef class Uplink:
         self.win.r = <ss.ss_ring *>self.mem
         self.win.data = <uint8_t *>self.mem + sizeof(ss.ss_ring)
         self.win.cap = cap
-        self.win.max_len = <uint32_t>(frame_max + SEQ_BYTES)
-        self.conv_cap = <uint32_t>(frame_max + SEQ_BYTES)
+        self.win.max_len = <uint32_t>frame_max
+        self.conv_cap = <uint32_t>frame_max
         self.conv = <uint8_t *>malloc(self.conv_cap)
         if not self.conv:
             raise MemoryError()
@@ -111,17 +113,16 @@ cdef class Uplink:
 
     cdef int evict(self) except -1:
         """Drop the oldest record; one not delivered is lost."""
-        cdef uint64_t pos = ss.ss_ring_head(&self.win), seq
+        cdef uint64_t pos = ss.ss_ring_head(&self.win)
         cdef uint64_t g[3]
         cdef ss.ss_rec h
         cdef const uint8_t *p
         if ss.ss_rec_next(&self.win, &pos, &h, &p) != 1:
             return 0
         if h.type != W_GAP:
-            memcpy(&seq, p, SEQ_BYTES)
-            self.held -= h.len - SEQ_BYTES
-            if seq >= self.delivered(h.track):
-                self.note_lost(h.track, seq, 1, RESUME_WINDOW)
+            self.held -= h.len
+            if h.seq >= self.delivered(h.track):
+                self.note_lost(h.track, h.seq, 1, RESUME_WINDOW)
                 self.dropped += 1
         else:
             memcpy(g, p, GAP_BYTES)
@@ -146,7 +147,7 @@ cdef class Uplink:
                     uint32_t n, bint synthesized, const uint8_t **out, uint32_t *out_len,
                     uint64_t *gap) except -1:
         cdef Resampler rs = self.rs_out if track else self.rs_in
-        cdef uint8_t *rec = self.conv
+        cdef const uint8_t *rec = pcm
         cdef uint64_t g[3]
         if seq < self.next_seq[track]:
             return 1
@@ -155,19 +156,19 @@ cdef class Uplink:
             g[0], g[1], g[2] = self.next_seq[track], gap[0], RING_OVERRUN
             self.write(W_GAP, <uint16_t>track, ts, <const uint8_t *>g, GAP_BYTES)
         self.next_seq[track] = seq + 1
-        memcpy(rec, &seq, SEQ_BYTES)
         if rs is None:
-            if n > self.conv_cap - SEQ_BYTES:
-                n = self.conv_cap - SEQ_BYTES
-            memcpy(rec + SEQ_BYTES, pcm, n)
-        else:
-            n = 2 * rs.process(<const int16_t *>pcm, n // 2, <int16_t *>(rec + SEQ_BYTES),
-                               (self.conv_cap - SEQ_BYTES) // 2)
-        self.write(W_SILENCE if synthesized else W_AUDIO, <uint16_t>track, ts, rec, n + SEQ_BYTES)
+            if n > self.win.max_len:
+                n = self.win.max_len
+        else:   # converted into conv: the frame as delivered
+            n = 2 * rs.process(<const int16_t *>pcm, n // 2, <int16_t *>self.conv,
+                               self.conv_cap // 2)
+            rec = self.conv
+        self.win.r.seq = seq
+        self.write(W_SILENCE if synthesized else W_AUDIO, <uint16_t>track, ts, rec, n)
         self.held += n
         while self.held > self.bound:
             self.evict()
-        out[0], out_len[0] = rec + SEQ_BYTES, n
+        out[0], out_len[0] = rec, n
         return 0
 
     cdef void sent_c(self, uint32_t track, uint64_t seq, uint64_t gap) noexcept:
@@ -212,12 +213,11 @@ cdef class Uplink:
             pos = ss.ss_ring_head(&self.win)
             if ss.ss_rec_next(&self.win, &pos, &h, &p) != 1:
                 break
-            memcpy(&end, p, 8)
-            end += (<const uint64_t *>p)[1] if h.type == W_GAP else 1
+            end = (<const uint64_t *>p)[0] + (<const uint64_t *>p)[1] if h.type == W_GAP else h.seq + 1
             if end > self.acked[h.track]:
                 break
             if h.type != W_GAP:
-                self.held -= h.len - SEQ_BYTES
+                self.held -= h.len
             ss.ss_rec_pop(&self.win, &h)
         return True
 
@@ -225,7 +225,7 @@ cdef class Uplink:
         """What a new stream carries first, in order, and counts it as sent:
         ([("gap", track, first, count, reason) | ("audio" or "silence", track, seq, ts_ns, pcm)],
         [first sequence of each track on the stream]). Starts the stream's totals."""
-        cdef uint64_t pos = ss.ss_ring_head(&self.win), seq
+        cdef uint64_t pos = ss.ss_ring_head(&self.win)
         cdef uint64_t g[3]
         cdef uint64_t start[2]
         cdef ss.ss_rec h
@@ -241,11 +241,9 @@ cdef class Uplink:
             start[t] = self.acked[t] if self.acking else 0
         while ss.ss_rec_next(&self.win, &pos, &h, &p) == 1:
             if h.type != W_GAP:
-                memcpy(&seq, p, SEQ_BYTES)
-                if seq >= start[h.track]:
-                    items.append(("silence" if h.type == W_SILENCE else "audio", h.track, seq, h.ts_ns,
-                                  PyBytes_FromStringAndSize(<const char *>p + SEQ_BYTES,
-                                                            h.len - SEQ_BYTES)))
+                if h.seq >= start[h.track]:
+                    items.append(("silence" if h.type == W_SILENCE else "audio", h.track, h.seq,
+                                  h.ts_ns, PyBytes_FromStringAndSize(<const char *>p, h.len)))
             else:
                 memcpy(g, p, GAP_BYTES)
                 if g[0] + g[1] > start[h.track]:

@@ -330,14 +330,15 @@ class Call:
         kind = msg.WhichOneof("msg")
         if kind == "audio":
             a = msg.audio
+            pcm = a.pcm   # each read of a bytes field is a new copy
             if a.sample_rate not in AI_RATES:
                 raise ProtocolError(f"audio sample_rate {a.sample_rate} not one of 8000/16000/24000/48000")
-            if len(a.pcm) > MAX_AUDIO_BYTES:
-                raise ProtocolError(f"audio of {len(a.pcm)} bytes, over {MAX_AUDIO_BYTES}")
+            if len(pcm) > MAX_AUDIO_BYTES:
+                raise ProtocolError(f"audio of {len(pcm)} bytes, over {MAX_AUDIO_BYTES}")
             self.audio_messages_received += 1
             self.gw.metrics.audio_messages_received.inc()
-            self.gw.metrics.bytes_received.inc(len(a.pcm))
-            self.playback.audio(a.pcm, a.sample_rate)
+            self.gw.metrics.bytes_received.inc(len(pcm))
+            self.playback.audio(pcm, a.sample_rate)
         elif kind == "mark":
             if not msg.mark.name or len(msg.mark.name) > MAX_NAME:
                 raise ProtocolError("mark name empty or too long")

@@ -154,7 +154,9 @@ class Playout:
                 now_ns - (self._pending_since or now_ns) >= self._prebuffer_ns
             room = self._lead - used
             if primed and room > 0:
-                n = self._pool.write_tts(self._slot, self._gen, self._queue[:room])
+                # A view, not a slice: the ring write is the only copy. It is
+                # released before the del below resizes the queue.
+                n = self._pool.write_tts(self._slot, self._gen, memoryview(self._queue)[:room])
                 del self._queue[:n]
                 self._written += n
                 self._pending_since = None

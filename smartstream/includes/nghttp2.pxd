@@ -22,7 +22,7 @@ cdef extern from "nghttp2/nghttp2.h" nogil:
     enum:
         NGHTTP2_HCAT_REQUEST, NGHTTP2_HCAT_RESPONSE, NGHTTP2_HCAT_HEADERS
     enum:
-        NGHTTP2_DATA_FLAG_EOF
+        NGHTTP2_DATA_FLAG_EOF, NGHTTP2_DATA_FLAG_NO_COPY
     enum:
         NGHTTP2_SETTINGS_ENABLE_PUSH, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
         NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE
@@ -67,8 +67,13 @@ cdef extern from "nghttp2/nghttp2.h" nogil:
         uint8_t *opaque_data
         size_t opaque_data_len
 
+    ctypedef struct nghttp2_data:
+        nghttp2_frame_hd hd
+        size_t padlen
+
     ctypedef union nghttp2_frame:
         nghttp2_frame_hd hd
+        nghttp2_data data
         nghttp2_headers headers
         nghttp2_rst_stream rst_stream
         nghttp2_goaway goaway
@@ -142,6 +147,9 @@ cdef extern from "nghttp2/nghttp2.h":
     ctypedef int (*nghttp2_on_stream_close_callback)(
         nghttp2_session *session, int32_t stream_id, uint32_t error_code,
         void *user_data) noexcept
+    ctypedef int (*nghttp2_send_data_callback)(
+        nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+        nghttp2_data_source *source, void *user_data) noexcept
     ctypedef int (*nghttp2_on_header_callback)(
         nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
         size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
@@ -157,5 +165,7 @@ cdef extern from "nghttp2/nghttp2.h":
         nghttp2_session_callbacks *cbs, nghttp2_on_data_chunk_recv_callback cb)
     void nghttp2_session_callbacks_set_on_stream_close_callback(
         nghttp2_session_callbacks *cbs, nghttp2_on_stream_close_callback cb)
+    void nghttp2_session_callbacks_set_send_data_callback(
+        nghttp2_session_callbacks *cbs, nghttp2_send_data_callback cb)
     void nghttp2_session_callbacks_set_on_header_callback(
         nghttp2_session_callbacks *cbs, nghttp2_on_header_callback cb)
