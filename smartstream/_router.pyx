@@ -83,7 +83,6 @@ cdef class Router:
         self.conns[slot] = conn
         self.sids[slot] = sid
         self.mode[slot] = FAST if conn is not None else PY if python else DOWN
-        up.live = self.mode[slot] != DOWN
 
     def unroute(self, uint32_t slot):
         self.check(slot)

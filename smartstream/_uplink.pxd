@@ -16,13 +16,13 @@ cdef class Uplink:
     cdef uint64_t acked[2]       # every sequence below the server acknowledged
     cdef ss.ss_ring *shm[2]      # the module's rings: sent is kept there for a restarted daemon
     cdef list lost               # [track, first, count, reason]: evicted undelivered, to announce
-    cdef public bint live
     cdef readonly bint acking    # the server has sent an Ack on this call
     cdef readonly uint64_t dropped   # frames evicted before delivery (resume_overflow)
     # This stream's StreamEnd totals.
     cdef readonly uint64_t stream_sent, stream_lost, stream_replayed
     cdef uint64_t delivered(self, uint32_t track)
     cdef void note_lost(self, uint32_t track, uint64_t first, uint64_t count, uint64_t reason)
+    cdef void forget_lost(self, uint32_t track)
     cdef int evict(self) except -1
     cdef int write(self, uint16_t type, uint16_t track, uint64_t ts, const uint8_t *rec,
                    uint32_t n) except -1

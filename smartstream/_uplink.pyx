@@ -10,9 +10,10 @@ so every stream that carries the frames after it announces it first.
 
 A resumed stream replays the window: all of it for a server that never acks
 (at least once), from the first unacknowledged frame for one that does
-(exactly once). A frame pushed out of the window before it was delivered
-(handed to a live stream; acknowledged, for an acking server whose stream is
-down) is lost: counted in `dropped` and announced as a Gap on the next stream.
+(exactly once). A frame pushed out of the window before it was delivered (handed to a live
+stream, for a server that never acks; acknowledged, for one that does) is
+lost: counted in `dropped` and announced as a Gap on the next stream, unless
+a later Ack shows it arrived.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int16_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -98,8 +99,10 @@ cdef class Uplink:
     # -- the window ----------------------------------------------------------
 
     cdef uint64_t delivered(self, uint32_t track):
-        """Sequences below this the server has, as far as we know."""
-        return self.acked[track] if self.acking and not self.live else self.sent[track]
+        """Sequences below this the server has, as far as we know: for an acking
+        server only what it acknowledged, even on a stream that looks up (a host
+        gone silent looks up until keepalive says otherwise)."""
+        return self.acked[track] if self.acking else self.sent[track]
 
     cdef void note_lost(self, uint32_t track, uint64_t first, uint64_t count, uint64_t reason):
         cdef list last
@@ -110,6 +113,20 @@ cdef class Uplink:
                     return
                 break
         self.lost.append([track, first, count, reason])
+
+    cdef void forget_lost(self, uint32_t track):
+        """An Ack covers frames the window let go unacknowledged: they arrived."""
+        cdef list kept = [], e
+        cdef uint64_t covered
+        for e in self.lost:
+            if e[0] == track and e[1] < self.acked[track]:
+                covered = min(self.acked[track], e[1] + e[2]) - e[1]
+                if e[3] == RESUME_WINDOW:
+                    self.dropped -= covered
+                e[1], e[2] = e[1] + covered, e[2] - covered
+            if e[2]:
+                kept.append(e)
+        self.lost = kept
 
     cdef int evict(self) except -1:
         """Drop the oldest record; one not delivered is lost."""
@@ -209,6 +226,7 @@ cdef class Uplink:
         self.acking = True
         if seq + 1 > self.acked[track]:
             self.acked[track] = seq + 1
+            self.forget_lost(track)
         while True:
             pos = ss.ss_ring_head(&self.win)
             if ss.ss_rec_next(&self.win, &pos, &h, &p) != 1:

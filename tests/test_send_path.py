@@ -202,11 +202,9 @@ async def test_resume_after_reset_sends_the_same_bytes(rate):
         assert messages(peer.data[first]) == expect_first
         peer.reset_stream(first)
         await until(lambda: first in rec.closed)
-        up.live = False
         for seq in range(30, 35):   # while down: only the window has them
             out, _ = up.push(0, seq, seq * 1000, pcm(0, seq)[:rate // 25], False, False)
             wire[seq] = audio(1, seq, seq * 1000, out)
-        up.live = True
         second = conn.open_stream(PATH, [])
         items, starts = up.resume()
         assert starts == [0, 0]   # track 0 from its first frame; track 1 never sent

@@ -90,6 +90,37 @@ def test_an_acking_server_is_told_of_unacknowledged_frames_it_can_no_longer_get(
     assert [it[2] for it in items[1:]] == list(range(5, 10)) and first[IN] == 2
 
 
+def test_an_acking_server_gone_silent_on_a_live_stream_is_told_what_it_missed():
+    # The stream looks up (a host gone quiet, keepalive not yet expired): frames
+    # go out, no Ack comes, the window lets them go. For an acking server only an
+    # Ack makes a frame delivered, so the next stream starts with their Gap.
+    up = Uplink(RATE, RATE, [IN], 100)      # 5 frames
+    for i in range(3):
+        up.push(IN, i, i, frame(i), sent=True)
+    up.ack(IN, 1)
+    for i in range(3, 12):
+        up.push(IN, i, i, frame(i), sent=True)
+    assert up.dropped == 5                   # 2..6: sent, never acknowledged
+    items, first = up.resume()
+    assert items[0] == ("gap", IN, 2, 5, pb.Gap.REASON_RESUME_WINDOW)
+    assert [it[2] for it in items[1:]] == list(range(7, 12)) and first[IN] == 2
+    assert up.stream_lost == 5
+
+
+def test_a_late_ack_takes_back_what_the_window_counted_lost():
+    up = Uplink(RATE, RATE, [IN], 100)
+    up.push(IN, 0, 0, frame(0), sent=True)
+    up.ack(IN, 0)
+    for i in range(1, 12):
+        up.push(IN, i, i, frame(i), sent=True)
+    assert up.dropped == 6                   # 1..6 let go unacknowledged
+    assert up.ack(IN, 4)                     # 1..4 arrived after all
+    assert up.dropped == 2
+    items, first = up.resume()
+    assert items[0] == ("gap", IN, 5, 2, pb.Gap.REASON_RESUME_WINDOW) and first[IN] == 5
+    assert [it[2] for it in items[1:]] == list(range(7, 12))
+
+
 def test_window_wraps_and_keeps_tracks_apart():
     up = Uplink(RATE, RATE, [_ring.TRACK_IN, _ring.TRACK_OUT], 2000)
     for i in range(5000):
