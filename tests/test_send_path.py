@@ -129,14 +129,19 @@ async def test_flow_control_stall_holds_then_delivers_whole_in_order():
         assert all(conn.stream_buffered(sid) > 20_000 for sid in sids)
         peer.open_window()
         await until(lambda: all(conn.stream_buffered(sid) == 0 for sid in sids))
-        await until(lambda: all(len(peer.data[sid]) == sum(5 + len(m) for m in sent[sid])
-                                for sid in sids))
-        for sid in sids:
-            assert messages(peer.data[sid]) == sent[sid]
-        assert not rec.closed and not rec.lost
+        await delivered_whole(peer, rec, sids, sent)
     finally:
         conn.close()
         server.close()
+
+
+async def delivered_whole(peer, rec, sids, sent):
+    """Every stream got exactly what was sent on it, in order, and none broke."""
+    await until(lambda: all(len(peer.data.get(sid, b"")) == sum(5 + len(m) for m in sent[sid])
+                            for sid in sids))
+    for sid in sids:
+        assert messages(peer.data[sid]) == sent[sid]
+    assert not rec.closed and not rec.lost
 
 
 @pytest.mark.parametrize("run", [uvloop.run, asyncio.run], ids=["uvloop", "asyncio"])
@@ -164,11 +169,7 @@ async def partial_writes():
             await asyncio.sleep(0)
         assert held > 0, "no write was left partly unsent"
         peer.transport.resume_reading()
-        await until(lambda: all(len(peer.data.get(sid, b"")) == sum(5 + len(m) for m in sent[sid])
-                                for sid in sids))
-        for sid in sids:
-            assert messages(peer.data[sid]) == sent[sid]
-        assert not rec.closed and not rec.lost
+        await delivered_whole(peer, rec, sids, sent)
     finally:
         conn.close()
         server.close()
