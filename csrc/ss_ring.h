@@ -83,6 +83,18 @@ static inline uint64_t ss_ring_used(const ss_ringv *v)
     return atomic_load_explicit(&v->r->tail, memory_order_acquire) -
            atomic_load_explicit(&v->r->head, memory_order_acquire);
 }
+/* Whether the ring is empty, for a poller that asks often and rarely finds
+ * anything: *head_seen is a head it saw before (heads only move forward), so
+ * tail == *head_seen means empty with one load, of the producer's line only.
+ * Otherwise it reads head too and remembers it. 0 for *head_seen at first. */
+static inline int ss_ring_empty_seen(const ss_ringv *v, uint64_t *head_seen)
+{
+    uint64_t t = atomic_load_explicit(&v->r->tail, memory_order_acquire);
+    if (t == *head_seen)
+        return 1;
+    *head_seen = atomic_load_explicit(&v->r->head, memory_order_acquire);
+    return t == *head_seen;
+}
 /* Consumer position: what the consumer has consumed so far, in bytes. */
 static inline uint64_t ss_ring_head(const ss_ringv *v)
 {

@@ -32,6 +32,8 @@ typedef struct ss_stream {
     uint32_t gen;
     int closed;                 /* ss_stream_close has handed the slot back */
     ss_slot_rings rings;
+    /* Control thread: heads last seen (ss_ring_empty_seen) of the rings it polls. */
+    uint64_t ctl_out_seen, down_seen;
 } ss_stream;
 
 /* Claim a free slot for the call and publish it to the daemon. Fails with
@@ -69,6 +71,14 @@ uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples);
 /* Bytes of TTS queued for ss_stream_read_tts (0 while playback is paused).
  * For the control thread: tells TTS that nothing plays. */
 uint64_t ss_stream_tts_queued(const ss_stream *s);
+
+/* Whether TTS waits in the down ring, paused or not. For the control thread
+ * only, every tick: with none, one load of a line nobody writes while no TTS
+ * flows. The module attaches its write-replace bug when this becomes true. */
+int ss_stream_tts_buffered(ss_stream *s);
+
+/* Whether the AI server has paused playback (the module keeps its bug then). */
+int ss_stream_tts_paused(const ss_stream *s);
 
 /* Control message to the daemon (SS_CTL_PAYLOAD, SS_CTL_DTMF). SS_E_FULL if
  * the daemon is not keeping up: the caller reports it, nothing is lost silently. */

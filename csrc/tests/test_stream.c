@@ -478,6 +478,45 @@ static void test_stream_read_tts_paused(void)
     ss_pool_detach(&p);
 }
 
+/* What the module's TTS bug follows: bytes buffered count paused or not
+ * (queued does not while paused); the pause is its own answer. */
+static void test_stream_tts_buffered_and_paused(void)
+{
+    ss_pool p = live_pool("s21.pool", 1);
+    ss_stream s;
+    int16_t tts[SPF] = {1, 2, 3}, out[SPF];
+    open_ok(&p, "pend", &s);
+    ss_slot_rings d = daemon_rings(&s);
+    CHECK_EQ(ss_stream_tts_buffered(&s), 0);
+    CHECK_EQ(ss_stream_tts_paused(&s), 0);
+    CHECK_EQ(ss_byte_write(&d.down, tts, 2), 2);                /* one sample is enough */
+    CHECK_EQ(ss_stream_tts_buffered(&s), 1);
+    CHECK_EQ(ss_stream_tts_queued(&s), 2);
+    atomic_store(&s.slot->hdr.tts_paused, 1);
+    CHECK_EQ(ss_stream_tts_queued(&s), 0);
+    CHECK_EQ(ss_stream_tts_buffered(&s), 1);                    /* paused with TTS */
+    CHECK_EQ(ss_stream_tts_paused(&s), 1);
+    atomic_store(&s.slot->hdr.tts_paused, 0);
+    CHECK_EQ(ss_stream_read_tts(&s, out, SPF), 1);
+    CHECK_EQ(out[0], 1);
+    CHECK_EQ(ss_stream_tts_buffered(&s), 0);                    /* played out */
+    CHECK_EQ(ss_stream_tts_queued(&s), 0);
+    atomic_store(&s.slot->hdr.tts_paused, 1);
+    CHECK_EQ(ss_stream_tts_buffered(&s), 0);                    /* paused, empty */
+    CHECK_EQ(ss_stream_tts_paused(&s), 1);
+    atomic_store(&s.slot->hdr.tts_paused, 0);
+    /* The daemon's Clear moves head, not us: the head seen is behind then,
+     * and the answer is still right (and right again once more TTS comes). */
+    CHECK_EQ(ss_byte_write(&d.down, tts, sizeof tts), sizeof tts);
+    CHECK_EQ(ss_stream_tts_buffered(&s), 1);
+    CHECK_EQ(ss_byte_clear(&d.down), sizeof tts);
+    CHECK_EQ(ss_stream_tts_buffered(&s), 0);
+    CHECK_EQ(ss_stream_tts_buffered(&s), 0);
+    CHECK_EQ(ss_byte_write(&d.down, tts, 2), 2);
+    CHECK_EQ(ss_stream_tts_buffered(&s), 1);
+    ss_pool_detach(&p);
+}
+
 static void expect_take(ss_stream *s, uint16_t type, const char *data, size_t len)
 {
     static char buf[SS_CTL_MSG_MAX + 1];
@@ -584,6 +623,7 @@ const check_case stream_cases[] = {
     CASE(test_stream_write_never_blocks),
     CASE(test_stream_read_tts),
     CASE(test_stream_read_tts_paused),
+    CASE(test_stream_tts_buffered_and_paused),
     CASE(test_stream_control_round_trip),
     CASE(test_stream_control_ring_full),
     CASE(test_stream_link_and_resume),

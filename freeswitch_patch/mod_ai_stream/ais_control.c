@@ -5,6 +5,10 @@
  * (stopped, lost, back; a new pool file), clears the read hook of streams
  * whose bug closed under them, and reports TTS that nothing plays (the
  * channel parked: nothing writes frames for the write-replace bug to fill).
+ * For lazy_bug streams it attaches the write-replace bug when TTS becomes
+ * pending and removes it once none has been for AIS_BUG_IDLE_TICKS: the TTS
+ * waits in the down ring meanwhile, so nothing is lost, and the first frame
+ * plays at most one tick (20 ms) plus the attach later.
  */
 #include "mod_ai_stream.h"
 
@@ -12,6 +16,8 @@
 #define AIS_TAKE_PER_TICK 32              /* control messages per stream per tick */
 #define AIS_RESTAT_NS 1000000000ull       /* while the daemon is gone: look for a new pool file */
 #define AIS_UNPLAYED_TICKS 50             /* ~1 s of TTS queued with no write-replace callback */
+#define AIS_BUG_IDLE_TICKS 75             /* lazy_bug: 1.5 s with no TTS pending and the TTS bug goes */
+#define AIS_BUG_OPS_PER_TICK 64           /* TTS bugs added or removed per tick; the rest next tick */
 #define AIS_UNPLAYED_REASON "TTS queued but nothing writes audio to this channel (parked?): use ai_stream_bot"
 
 typedef struct ais_action {
@@ -156,6 +162,30 @@ static int ais_unplayed_tts(ais_stream *s)
 	return 1;
 }
 
+/* Under ais_globals.mutex, once a tick, for a lazy_bug stream: 1 attach,
+ * 0 remove, -1 nothing to do. Sets bug_busy for the caller's ais_tts_bug. */
+static int ais_bug_due(ais_stream *s)
+{
+	int due = -1;
+
+	if (!s->lazy_bug || s->bug_busy) {
+		return -1;
+	}
+	/* With no bug only the ring's positions are read (clean cache lines): a
+	 * listening call costs two loads a tick. A pause keeps a bug, never adds one. */
+	if (!s->bug) {
+		due = ss_stream_tts_buffered(&s->ss) ? 1 : -1;
+	} else if (ss_stream_tts_buffered(&s->ss) || ss_stream_tts_paused(&s->ss)) {
+		s->tts_idle_ticks = 0;
+	} else if (++s->tts_idle_ticks >= AIS_BUG_IDLE_TICKS) {
+		due = 0;
+	}
+	if (due >= 0) {
+		s->bug_busy = 1;
+	}
+	return due;
+}
+
 void *SWITCH_THREAD_FUNC ais_poll_thread(switch_thread_t *thread, void *obj)
 {
 	static char buf[SS_CTL_MSG_MAX + 1];
@@ -171,7 +201,8 @@ void *SWITCH_THREAD_FUNC ais_poll_thread(switch_thread_t *thread, void *obj)
 		uint64_t stale_ms = 0;
 		char detach[16][SWITCH_UUID_FORMATTED_LENGTH + 1];
 		char unplayed[16][SWITCH_UUID_FORMATTED_LENGTH + 1];
-		int ndetach = 0, nunplayed = 0, i;
+		struct { ais_stream *s; int attach; } bugs[AIS_BUG_OPS_PER_TICK];
+		int ndetach = 0, nunplayed = 0, nbugs = 0, i;
 
 		switch_mutex_lock(ais_globals.mutex);
 		if (ais_globals.cur) {
@@ -196,8 +227,12 @@ void *SWITCH_THREAD_FUNC ais_poll_thread(switch_thread_t *thread, void *obj)
 			if (s->ended) {
 				continue;
 			}
-			if (nunplayed < (int) (sizeof(unplayed) / sizeof(unplayed[0])) && ais_unplayed_tts(s)) {
+			/* A lazy stream without its bug gets one at this tick if TTS waits. */
+			if ((s->bug || !s->lazy_bug) && nunplayed < (int) (sizeof(unplayed) / sizeof(unplayed[0])) && ais_unplayed_tts(s)) {
 				switch_copy_string(unplayed[nunplayed++], s->uuid, sizeof(unplayed[0]));
+			}
+			if (nbugs < AIS_BUG_OPS_PER_TICK && (bugs[nbugs].attach = ais_bug_due(s)) >= 0) {
+				bugs[nbugs++].s = s;       /* bug_busy: s stays until ais_tts_bug */
 			}
 			for (i = 0; i < AIS_TAKE_PER_TICK; i++) {
 				uint16_t type = 0;
@@ -218,6 +253,9 @@ void *SWITCH_THREAD_FUNC ais_poll_thread(switch_thread_t *thread, void *obj)
 		}
 		switch_mutex_unlock(ais_globals.mutex);
 
+		for (i = 0; i < nbugs; i++) {
+			ais_tts_bug(bugs[i].s, bugs[i].attach);
+		}
 		if (health_now == SS_HEALTH_STOPPED) {
 			switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_WARNING, "ai_stream: smartstream daemon stopped (clean shutdown, pool %s)\n",
 							  ais_globals.pool_path);

@@ -1,8 +1,9 @@
 /*
  * ais_stream.c: one stream's life cycle. The pool mapping it lives in, start
- * (claim a slot, set the read hook, add the media bug), stop, and the slot's
- * release once nothing can touch it any more; the media callbacks themselves
- * (read hook, write-replace bug, DTMF hook).
+ * (claim a slot, set the read hook, add the media bug or the state handler),
+ * stop and hangup, the TTS bug the control thread adds and removes (lazy_bug),
+ * and the slot's release once nothing can touch it any more; the media
+ * callbacks themselves (read hook, write-replace bug, DTMF hook).
  *
  * Media thread rules: ais_read_hook and the bug's READ/WRITE_REPLACE take no
  * lock, allocate nothing and make no system call per frame (ss_now_ns is the
@@ -84,7 +85,7 @@ void ais_finalize_locked(ais_stream *s)
 	ais_map *map = s->map;
 	int rc;
 
-	if (!(s->ended && s->bug_closed && s->hook_cleared) || s->held) {
+	if (!(s->ended && s->bug_closed && s->hook_cleared) || s->held || s->bug || s->bug_busy) {
 		return;
 	}
 	if ((rc = ss_stream_close(&s->ss, s->end_reason)) == SS_E_CORRUPT) {
@@ -145,13 +146,23 @@ static void ais_read_hook(switch_core_session_t *session, const switch_frame_t *
 	ais_bump(&s->frames_in);
 }
 
-static void ais_on_bug_close(ais_stream *s, switch_core_session_t *session)
+static void ais_on_bug_close(ais_stream *s, switch_media_bug_t *bug, switch_core_session_t *session)
 {
 	int fire_stop = 0;
 	char uuid[sizeof(s->uuid)];
 
-	atomic_store_explicit(&s->active, 0, memory_order_relaxed);
 	switch_mutex_lock(ais_globals.mutex);
+	if (s->bug == bug) {
+		s->bug = NULL;
+	}
+	if (s->lazy_bug) {
+		/* The TTS bug going (ours, or the hangup's remove_all): the stream
+		 * goes on; its end is ais_state_handler's. */
+		ais_finalize_locked(s);    /* may free s */
+		switch_mutex_unlock(ais_globals.mutex);
+		return;
+	}
+	atomic_store_explicit(&s->active, 0, memory_order_relaxed);
 	s->bug_closed = 1;
 	if (!s->ended) {
 		/* Hangup (or someone removed our bug): not our stop. The read hook can
@@ -171,7 +182,7 @@ static void ais_on_bug_close(ais_stream *s, switch_core_session_t *session)
 			switch_event_add_header_string(event, SWITCH_STACK_BOTTOM, "AI-Stream-Reason", "hangup");
 			switch_event_fire(&event);
 		}
-		switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_INFO, "ai_stream: stopped (channel closing)\n");
+		switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_INFO, "ai_stream: stopped (hangup)\n");
 	}
 }
 
@@ -229,12 +240,139 @@ static switch_bool_t ais_bug_callback(switch_media_bug_t *bug, void *user_data, 
 		}
 		break;
 	case SWITCH_ABC_TYPE_CLOSE:
-		ais_on_bug_close(s, switch_core_media_bug_get_session(bug));
+		ais_on_bug_close(s, bug, switch_core_media_bug_get_session(bug));
 		break;
 	default:
 		break;
 	}
 	return SWITCH_TRUE;
+}
+
+/* When the last bug goes, FreeSWITCH destroys session->bug_codec, which the
+ * read path (forced to decode by the read hook) uses outside bug_rwlock:
+ * removing it under the codec read lock keeps that decode out. The read
+ * thread holds that lock only while it decodes, never while it waits for RTP. */
+static void ais_remove_bug(switch_core_session_t *session, switch_media_bug_t *bug)
+{
+	switch_core_session_lock_codec_read(session);
+	switch_core_media_bug_remove(session, &bug);   /* not found (already gone): nothing happens */
+	switch_core_session_unlock_codec_read(session);
+}
+
+static switch_status_t ais_on_dtmf(switch_core_session_t *session, const switch_dtmf_t *dtmf, switch_dtmf_direction_t direction);
+static void ais_end(switch_core_session_t *session, ais_stream *s, const char *reason, int clear_handler);
+
+/* lazy_bug streams: the channel hung up. FreeSWITCH calls on_hangup once, in
+ * the session's thread, after removing every media bug; on_destroy catches a
+ * stream an API start published while the hangup state was already past. */
+static void ais_channel_gone(switch_core_session_t *session)
+{
+	ais_stream *s;
+
+	switch_mutex_lock(ais_globals.mutex);
+	if (!(s = ais_find_locked(switch_core_session_get_uuid(session), 1)) || !s->lazy_bug) {
+		switch_mutex_unlock(ais_globals.mutex);
+		return;
+	}
+	/* Handlers are being walked: clearing ours now would make FreeSWITCH skip
+	 * the next one. It goes with the channel; on_destroy counts it off. */
+	ais_end(session, s, "hangup", 0);
+}
+
+static switch_status_t ais_on_hangup(switch_core_session_t *session)
+{
+	ais_channel_gone(session);
+	return SWITCH_STATUS_SUCCESS;
+}
+
+static switch_status_t ais_on_destroy(switch_core_session_t *session)
+{
+	ais_channel_gone(session);
+	switch_mutex_lock(ais_globals.mutex);
+	if (ais_globals.handler_channels) {
+		ais_globals.handler_channels--;
+	}
+	switch_mutex_unlock(ais_globals.mutex);
+	return SWITCH_STATUS_SUCCESS;
+}
+
+/* Sticky: transfers and bridges clear every handler that is not. */
+static const switch_state_handler_table_t ais_state_handler = {
+	.on_hangup = ais_on_hangup,
+	.on_destroy = ais_on_destroy,
+	.flags = SSH_FLAG_STICKY,
+};
+
+/* Whether ais_state_handler is on the channel already (a stream that was
+ * stopped clears it, so this is for safety: it must be counted once). */
+static int ais_handler_on(switch_channel_t *channel)
+{
+	const switch_state_handler_table_t *h;
+	int i;
+
+	for (i = 0; (h = switch_channel_get_state_handler(channel, i)); i++) {
+		if (h == &ais_state_handler) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Take ais_state_handler off the channel again (a start that failed, a stop).
+ * The caller has the session: it cannot be in its destroy state. */
+static void ais_drop_handler(switch_channel_t *channel)
+{
+	switch_channel_clear_state_handler(channel, &ais_state_handler);
+	switch_mutex_lock(ais_globals.mutex);
+	if (ais_globals.handler_channels) {
+		ais_globals.handler_channels--;
+	}
+	switch_mutex_unlock(ais_globals.mutex);
+}
+
+/* Control thread: attach or remove a lazy_bug stream's TTS bug. s->bug_busy
+ * (set by the caller) keeps s allocated; a stop or hangup meanwhile is seen
+ * under the mutex, and a bug added too late is removed here. */
+void ais_tts_bug(ais_stream *s, int attach)
+{
+	switch_core_session_t *session = switch_core_session_locate(s->uuid);   /* fails once hung up */
+	switch_media_bug_t *bug = NULL;
+	int late = 0;
+
+	if (session) {
+		switch_mutex_lock(ais_globals.mutex);
+		bug = s->bug;
+		late = s->ended;
+		switch_mutex_unlock(ais_globals.mutex);
+		if (attach && !late) {
+			if (switch_core_media_bug_add(session, AIS_BUG_NAME, s->target, ais_bug_callback, s, 0, SMBF_WRITE_REPLACE, &bug)
+				!= SWITCH_STATUS_SUCCESS) {
+				bug = NULL;
+				if (!s->bug_add_reported) {    /* retried every tick while TTS is pending: said once */
+					s->bug_add_reported = 1;
+					switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_ERROR,
+									  "ai_stream: cannot add the TTS media bug (retrying each tick)\n");
+					ais_fire_error(session, NULL, "cannot add the TTS media bug");
+				}
+			}
+			switch_mutex_lock(ais_globals.mutex);
+			if (bug && !(late = s->ended)) {
+				s->bug = bug;
+			}
+			switch_mutex_unlock(ais_globals.mutex);
+		}
+		if (bug && (late || !attach)) {
+			ais_remove_bug(session, bug);    /* CLOSE: s->bug = NULL */
+		}
+	}
+	switch_mutex_lock(ais_globals.mutex);
+	s->bug_busy = 0;
+	s->tts_idle_ticks = 0;
+	ais_finalize_locked(s);              /* may free s */
+	switch_mutex_unlock(ais_globals.mutex);
+	if (session) {
+		switch_core_session_rwunlock(session);
+	}
 }
 
 /* DTMF from the channel: digit byte + uint32 LE duration in ms. */
@@ -283,9 +421,10 @@ int ais_start(switch_core_session_t *session, ais_args *a, int hold, ais_stream 
 	char why[1024] = "";
 	int rc;
 	switch_media_bug_flag_t flags = SMBF_WRITE_REPLACE;
+	switch_media_bug_t *bug = NULL;
 	switch_event_t *event;
 	uint32_t slot;
-	int use_hook;
+	int use_hook, lazy;
 	const char *tracks, *mode;
 	const char *daemon = "alive";
 
@@ -333,10 +472,29 @@ int ais_start(switch_core_session_t *session, ais_args *a, int hold, ais_stream 
 	s->use_read_bug = (a->tracks & SS_TRACKS_MASK_IN) && !ais_globals.set_read_hook;
 	s->hook_cleared = !s->use_hook;
 	s->held = hold;
+	/* outbound needs every written frame, and the fallback's read bug is there
+	 * for the whole call anyway: only inbound-on-the-hook goes without one.
+	 * The handler goes on before the stream is published: a hangup that
+	 * finds no stream yet is caught again at on_destroy. */
+	if (s->use_hook && a->tracks == SS_TRACKS_MASK_IN) {
+		int counted = ais_handler_on(channel);
+		if (switch_channel_add_state_handler(channel, &ais_state_handler) >= 0) {
+			s->lazy_bug = s->handler_set = 1;
+			if (!counted) {
+				switch_mutex_lock(ais_globals.mutex);
+				ais_globals.handler_channels++;
+				switch_mutex_unlock(ais_globals.mutex);
+			}
+		}   /* else the handler table is full: one bug for the whole call, as for outbound */
+	}
+	s->bug_busy = !s->lazy_bug;    /* until ais_start has recorded its bug */
 
 	switch_mutex_lock(ais_globals.mutex);
 	if (ais_find_locked(uuid, 0)) {
 		switch_mutex_unlock(ais_globals.mutex);
+		if (s->handler_set) {
+			ais_drop_handler(channel);
+		}
 		switch_core_destroy_memory_pool(&pool);
 		snprintf(err, errlen, "stream already running");
 		return -1;
@@ -359,6 +517,9 @@ int ais_start(switch_core_session_t *session, ais_args *a, int hold, ais_stream 
 	}
 	if (rc != SS_OK) {
 		switch_mutex_unlock(ais_globals.mutex);
+		if (s->handler_set) {
+			ais_drop_handler(channel);
+		}
 		switch_core_destroy_memory_pool(&pool);
 		if (rc == SS_E_NODAEMON) {
 			snprintf(err, errlen, "no daemon (%s)", why);
@@ -387,6 +548,7 @@ int ais_start(switch_core_session_t *session, ais_args *a, int hold, ais_stream 
 	use_hook = s->use_hook;
 	tracks = s->tracks == SS_TRACKS_MASK_IN ? "inbound" : s->tracks == SS_TRACKS_MASK_OUT ? "outbound" : "both";
 	mode = s->use_hook ? "read_hook" : s->use_read_bug ? "media_bug" : "write_only";
+	lazy = s->lazy_bug;
 
 	/* Hooks before the bug: a bug closed at once (hangup) makes the poll
 	 * thread clear them, and that must come after they are set. */
@@ -394,19 +556,30 @@ int ais_start(switch_core_session_t *session, ais_args *a, int hold, ais_stream 
 		ais_globals.set_read_hook(session, ais_read_hook, s);
 	}
 	switch_core_event_hook_add_recv_dtmf(session, ais_on_dtmf);
-	if (switch_core_media_bug_add(session, AIS_BUG_NAME, a->target, ais_bug_callback, s, 0, flags, &s->bug) != SWITCH_STATUS_SUCCESS) {
-		atomic_store_explicit(&s->active, 0, memory_order_relaxed);
-		if (use_hook) {
-			ais_globals.set_read_hook(session, NULL, NULL);
+	if (!lazy) {
+		/* s->bug_busy keeps s until the bug is recorded: a hangup may close
+		 * the bug before switch_core_media_bug_add returns. */
+		if (switch_core_media_bug_add(session, AIS_BUG_NAME, a->target, ais_bug_callback, s, 0, flags, &bug) != SWITCH_STATUS_SUCCESS) {
+			atomic_store_explicit(&s->active, 0, memory_order_relaxed);
+			if (use_hook) {
+				ais_globals.set_read_hook(session, NULL, NULL);
+			}
+			switch_core_event_hook_remove_recv_dtmf(session, ais_on_dtmf);
+			switch_mutex_lock(ais_globals.mutex);
+			s->ended = s->bug_closed = s->hook_cleared = 1;
+			s->held = s->bug_busy = 0;
+			ais_finalize_locked(s);
+			switch_mutex_unlock(ais_globals.mutex);
+			snprintf(err, errlen, "cannot add media bug");
+			return -1;
 		}
-		switch_core_event_hook_remove_recv_dtmf(session, ais_on_dtmf);
 		switch_mutex_lock(ais_globals.mutex);
-		s->ended = s->bug_closed = s->hook_cleared = 1;
-		s->held = 0;
-		ais_finalize_locked(s);
+		if (!s->bug_closed) {
+			s->bug = bug;
+		}
+		s->bug_busy = 0;
+		ais_finalize_locked(s);        /* closed already: may free s (not a held one) */
 		switch_mutex_unlock(ais_globals.mutex);
-		snprintf(err, errlen, "cannot add media bug");
-		return -1;
 	}
 
 	switch_log_printf(SWITCH_CHANNEL_SESSION_LOG(session), SWITCH_LOG_INFO,
@@ -430,37 +603,34 @@ int ais_start(switch_core_session_t *session, ais_args *a, int hold, ais_stream 
 	return 0;
 }
 
-/* ctl_mutex held. */
-int ais_stop(switch_core_session_t *session, uint32_t end_reason, char *err, size_t errlen)
+/* End a running stream: ais_globals.mutex is held on entry (s found under
+ * it) and released. From ais_stop (stop, unload) and ais_channel_gone
+ * (hangup, lazy_bug only; clear_handler 0 there). */
+static void ais_end(switch_core_session_t *session, ais_stream *s, const char *reason, int clear_handler)
 {
-	const char *reason = end_reason == SS_END_UNLOAD ? "unload" : "stop";
-	const char *uuid = switch_core_session_get_uuid(session);
-	ais_stream *s;
-	switch_media_bug_t *bug;
+	switch_media_bug_t *bug = s->bug;
+	int use_hook = s->use_hook, lazy = s->lazy_bug, handler = clear_handler && s->handler_set;
 	switch_event_t *event;
-	int use_hook;
 
-	switch_mutex_lock(ais_globals.mutex);
-	if (!(s = ais_find_locked(uuid, 1))) {
-		switch_mutex_unlock(ais_globals.mutex);
-		snprintf(err, errlen, "no stream running");
-		return -1;
-	}
 	s->ended = 1;
-	s->end_reason = end_reason;    /* before the bug's CLOSE, which may finalize s */
+	if (handler) {
+		s->handler_set = 0;
+	}
 	atomic_store_explicit(&s->active, 0, memory_order_relaxed);
-	bug = s->bug;
-	use_hook = s->use_hook;
 	switch_mutex_unlock(ais_globals.mutex);
 
 	/* Nothing of ours is locked here: clearing the hook waits for a frame in
-	 * flight, removing the bug for a callback in flight. */
+	 * flight, removing the bug for a callback in flight. A TTS bug the control
+	 * thread is adding right now (bug_busy) is removed by it: it sees ended. */
 	if (use_hook) {
 		ais_globals.set_read_hook(session, NULL, NULL);
 	}
 	switch_core_event_hook_remove_recv_dtmf(session, ais_on_dtmf);
+	if (handler) {
+		ais_drop_handler(switch_core_session_get_channel(session));
+	}
 	if (bug) {
-		switch_core_media_bug_remove(session, &bug);   /* CLOSE: bug_closed = 1 */
+		ais_remove_bug(session, bug);   /* CLOSE: whole-call bug: bug_closed = 1 */
 	}
 	if ((event = ais_event(session, NULL, AIS_EV_STOP))) {
 		switch_event_add_header_string(event, SWITCH_STACK_BOTTOM, "AI-Stream-Reason", reason);
@@ -472,9 +642,27 @@ int ais_stop(switch_core_session_t *session, uint32_t end_reason, char *err, siz
 		/* Without a hook, hook_cleared was already 1 and the bug's CLOSE freed s. */
 		switch_mutex_lock(ais_globals.mutex);
 		s->hook_cleared = 1;
+		if (lazy) {
+			s->bug_closed = 1;
+		}
 		ais_finalize_locked(s);
 		switch_mutex_unlock(ais_globals.mutex);
 	}
+}
+
+/* ctl_mutex held. */
+int ais_stop(switch_core_session_t *session, uint32_t end_reason, char *err, size_t errlen)
+{
+	ais_stream *s;
+
+	switch_mutex_lock(ais_globals.mutex);
+	if (!(s = ais_find_locked(switch_core_session_get_uuid(session), 1))) {
+		switch_mutex_unlock(ais_globals.mutex);
+		snprintf(err, errlen, "no stream running");
+		return -1;
+	}
+	s->end_reason = end_reason;    /* before the bug's CLOSE, which may finalize s */
+	ais_end(session, s, end_reason == SS_END_UNLOAD ? "unload" : "stop", 1);
 	return 0;
 }
 
@@ -517,10 +705,12 @@ void ais_release(ais_stream *s)
  * is, then unmap the pool. */
 void ais_stop_all(void)
 {
+	int tries;
+
 	switch_mutex_lock(ais_globals.ctl_mutex);
 	for (;;) {
 		char uuid[SWITCH_UUID_FORMATTED_LENGTH + 1];
-		int running, tries;
+		int running;
 		switch_core_session_t *session;
 		ais_stream *s;
 
@@ -562,11 +752,27 @@ void ais_stop_all(void)
 		switch_mutex_lock(ais_globals.mutex);
 		if (ais_find_locked(uuid, 0) == s) {
 			s->ended = s->hook_cleared = s->bug_closed = 1;
+			s->bug = NULL;
+			s->bug_busy = 0;
 			ais_finalize_locked(s);
 		}
 		switch_mutex_unlock(ais_globals.mutex);
 	}
 	switch_mutex_unlock(ais_globals.ctl_mutex);
+
+	/* A channel that hung up keeps ais_state_handler until its destroy
+	 * state: FreeSWITCH reads that table, so the code stays until then. */
+	for (tries = 0;; tries++) {
+		uint32_t left;
+		switch_mutex_lock(ais_globals.mutex);
+		left = ais_globals.handler_channels;
+		switch_mutex_unlock(ais_globals.mutex);
+		if (!left) break;
+		if (tries % 100 == 99) {
+			switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_WARNING, "ai_stream: unload waits for %u hung-up channels to be destroyed\n", left);
+		}
+		switch_yield(10000);
+	}
 
 	switch_mutex_lock(ais_globals.mutex);
 	while (ais_globals.maps) {

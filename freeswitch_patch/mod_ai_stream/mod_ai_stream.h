@@ -20,7 +20,11 @@
  *   write side  one SMBF_WRITE_REPLACE media bug: TTS from ss_stream_read_tts
  *               replaces the outgoing frame; tracks=outbound|both also copies
  *               the outgoing frame to ss_stream_write(SS_TRACK_OUT). It only
- *               sees frames something writes: ai_stream_bot writes them itself
+ *               sees frames something writes: ai_stream_bot writes them itself.
+ *               With tracks=inbound on the read hook (lazy_bug) the control
+ *               thread attaches it only while TTS is pending, so a listening
+ *               call has no media bug at all; the hangup then comes from a
+ *               sticky state handler (on_hangup, on_destroy)
  *   control     one module thread: ss_stream_take for every stream every
  *               20 ms (hangup, transfer, mark, event, error, send_dtmf),
  *               daemon heartbeat; a paused playback is a slot flag that
@@ -32,6 +36,8 @@
  * FreeSWITCH session locks, then ais_globals.mutex (stream list, pool maps,
  * stream flags), then stream->post_mutex. ais_globals.mutex is never held
  * while calling into FreeSWITCH code that takes a session, bug or codec lock.
+ * Our bugs are removed under the session's codec read lock (ais_remove_bug),
+ * so their CLOSE takes ais_globals.mutex inside it, as the DTMF hook may.
  * The media callbacks (read hook, write-replace bug) take no lock at all.
  */
 #ifndef MOD_AI_STREAM_H
@@ -88,11 +94,17 @@ typedef struct ais_stream {
 	int tls;
 	int use_hook;                  /* inbound audio from the core read hook */
 	int use_read_bug;              /* inbound audio from SMBF_READ_STREAM */
+	/* tracks=inbound on the read hook: the write-replace bug is attached only
+	 * while TTS is pending (ais_control.c), and the hangup comes from
+	 * ais_state_handler, not from the bug's CLOSE. */
+	int lazy_bug;
 	/* Read without a lock by the media callbacks; cleared before teardown. */
 	_Atomic int active;
 	/* Under ais_globals.mutex. */
-	int ended;                     /* stopped or bug closed: no longer "running" */
-	int bug_closed;                /* SWITCH_ABC_TYPE_CLOSE seen */
+	int ended;                     /* stopped or hung up: no longer "running" */
+	int bug_closed;                /* the channel let go: the whole-call bug's CLOSE seen, or (lazy_bug) stop/hangup done */
+	int bug_busy;                  /* the control thread is adding or removing the TTS bug: s stays */
+	int handler_set;               /* ais_state_handler is on the channel (lazy_bug) */
 	int hook_cleared;              /* the read hook cannot run any more */
 	int detach_requested;          /* bug closed under us: poll thread clears the hook */
 	int held;                      /* ai_stream_bot still reads active: not freed yet */
@@ -101,6 +113,8 @@ typedef struct ais_stream {
 	uint64_t seen_replaces;
 	uint32_t idle_ticks;
 	int unplayed_reported;
+	uint32_t tts_idle_ticks;       /* ticks with no TTS pending (lazy_bug: detach after AIS_BUG_IDLE_TICKS) */
+	int bug_add_reported;          /* lazy_bug: a failed TTS bug add was logged */
 	/* Each written by one thread only. */
 	_Atomic uint64_t frames_in, frames_out, tts_frames, frames_skipped, write_errors;
 	_Atomic uint64_t replaces;     /* write-replace callbacks: something writes audio */
@@ -133,6 +147,7 @@ typedef struct ais_globals_t {
 	volatile int running;
 	int daemon_health;             /* enum ss_daemon_health last reported */
 	uint32_t slots_corrupted;      /* slots released after their header was overwritten */
+	uint32_t handler_channels;     /* channels carrying ais_state_handler: unload waits for 0 */
 } ais_globals_t;
 
 extern ais_globals_t ais_globals;
@@ -167,6 +182,8 @@ int ais_stop(switch_core_session_t *session, uint32_t end_reason, char *err, siz
 /* ai_stream_bot is done with s: it may be freed once over. */
 void ais_release(ais_stream *s);
 void ais_detach(const char *uuid);
+/* Control thread, s->bug_busy set by it: attach the TTS bug (attach) or remove it. */
+void ais_tts_bug(ais_stream *s, int attach);
 void ais_stop_all(void);
 
 /* ais_control.c */
