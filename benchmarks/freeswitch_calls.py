@@ -227,6 +227,8 @@ def run_one(args, system: str, n: int, rnd: int, caller: FreeSwitch, speech: Pat
         if smartstream:
             toml = fill(TEMPLATES / "smartstream.toml", home / "smartstream.toml", POOL_PATH=pool,
                         POOL_SLOTS=slots, ADMIN_PORT=ADMIN_PORT)
+            with open(toml, "a") as f:
+                f.writelines(f"{kv}\n" for kv in args.daemon_setting)
             procs.append(subprocess.Popen([sys.executable, "-m", "smartstream.cli", "run", "--config", str(toml)],
                                           stdout=log, stderr=log, cwd=args.smartstream, env=env))
             wait_for(lambda: procs[-1].poll() is None and daemon_healthy(), 30,
@@ -272,6 +274,7 @@ def run_one(args, system: str, n: int, rnd: int, caller: FreeSwitch, speech: Pat
         still_up = sum(c.get("callstate") == "ACTIVE" for c in callee.channels())
         dt = b["t"] - a["t"]
         res = dict(system=system, calls=n, round=rnd, window_s=dt, calls_up_at_end=still_up, mode=mode,
+                   daemon_settings=args.daemon_setting if smartstream else [],
                    codec=negotiated, vad=args.vad, sink_kind=args.sink if streaming else "",
                    **{f"{k}_core_pct": (b["cpu"][k] - a["cpu"][k]) / dt * 100 for k in pids},
                    callee_rss_kib=rss_kib(callee.proc.pid))
@@ -525,6 +528,8 @@ def main() -> None:
                                       "(default: all that were given)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "raw")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    ap.add_argument("--daemon-setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="a line added to the daemon's settings, e.g. drain_period_ms = 20 (repeatable)")
     ap.add_argument("--profile", action="store_true",
                     help="perf record the called FreeSWITCH in each window: top functions in the JSON")
     ap.add_argument("--serve-detail-sink", action="store_true", help=argparse.SUPPRESS)

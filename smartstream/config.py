@@ -28,7 +28,7 @@ class Config:
     pool_mode: int = 0o660              # owner and group bits only: others get nothing
     pool_group: str = ""                # group of the pool file ("": the daemon's own)
     cadence_ms: float = 20.0            # one drain of every ring per tick
-    drain_period_ms: float = 2.0        # audio frames sent between ticks this often (>= cadence_ms: once a tick)
+    drain_period_ms: float = 5.0        # audio frames sent between ticks this often (>= cadence_ms: once a tick)
     heartbeat_timeout_ms: int = 200     # the module says "daemon lost" after this long without a tick
     resume_bound_ms: int = 2000         # audio kept for a stream that is down
     prebuffer_ms: int = 60              # TTS kept in the downlink ring ahead of playout
