@@ -95,13 +95,19 @@ class HostileServer:
             writer.close()
 
 
+# A flood round's pause: the good AI server shares this event loop, and an
+# attacker that never lets go of it would slow the test's own server, not the
+# daemon (200 frames a round: up to 200,000 frames/s).
+FLOOD_PAUSE_S = 0.001
+
+
 async def flood_frames(peer: Peer, chunk: bytes, times: int = 200) -> None:
     """Write chunk times over per round, as fast as the socket drains."""
     await asyncio.sleep(0.2)   # after the handshake
     while True:
         peer.writer.write(chunk * times)
         await peer.writer.drain()
-        await asyncio.sleep(0)
+        await asyncio.sleep(FLOOD_PAUSE_S)
 
 
 # ---- attacks -----------------------------------------------------------------
@@ -162,4 +168,4 @@ async def rst_flood(peer: Peer) -> None:
         peer.writer.write(b"".join(frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
                                    for sid in peer.streams[-50:]) * 20)
         await peer.writer.drain()
-        await asyncio.sleep(0)
+        await asyncio.sleep(FLOOD_PAUSE_S)

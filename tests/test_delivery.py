@@ -67,8 +67,13 @@ def audit(recs: list, total: int) -> dict:
 
 @pytest.mark.parametrize("transport", ["fast", "grpcio"])
 @pytest.mark.parametrize("ack", [False, True], ids=["no-ack", "ack"])
-@pytest.mark.parametrize("outage,bound_ms", [(0.5, 2000), (3.0, 5000), (3.0, 2000)],
-                         ids=["0.5s", "3s-in-window", "3s-past-window"])
+# In the window: the outage plus the wait for the next retry (attempts 0.1,
+# 0.3, 0.7, 1.5, 2.75 s after the stop, +20 % jitter, at most a quarter window
+# apart) stays well inside it, so what was in flight at the stop is still
+# there to replay. A 3 s outage in a 5 s window was reached at 4-4.8 s: the
+# frames in flight at the stop were sometimes out of the window by then.
+@pytest.mark.parametrize("outage,bound_ms", [(0.5, 2000), (2.0, 5000), (3.0, 2000)],
+                         ids=["0.5s", "2s-in-window", "3s-past-window"])
 @pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_server_outage(how, transport, ack, outage, bound_ms, pool, tmp_path):
     # stop: an in-process grpc.aio server stopped at once (it closes its
