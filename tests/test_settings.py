@@ -69,6 +69,8 @@ def test_targets_are_keyed_by_their_normalised_address(tmp_path):
     ("pool_slots = true\n", {}, "s.toml: pool_slots: expected an integer, got a boolean"),
     ("pool_slots = 0\n", {}, "s.toml: pool_slots: expected 1..65536, got 0"),
     ("cadence_ms = 5000\n", {}, "s.toml: cadence_ms: expected 1..1000, got 5000.0"),
+    ("drain_period_ms = 0\n", {}, "s.toml: drain_period_ms: expected 1..1000, got 0.0"),
+    ('drain_period_ms = "fast"\n', {}, "s.toml: drain_period_ms: expected a number, got a string"),
     ('log_level = "LOUD"\n', {}, "s.toml: log_level: expected one of DEBUG, INFO, WARNING, "
                                  "ERROR, CRITICAL, got 'LOUD'"),
     ('log_format = "xml"\n', {}, "s.toml: log_format: expected one of text, json, got 'xml'"),
