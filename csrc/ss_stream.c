@@ -151,9 +151,7 @@ uint32_t ss_stream_read_tts(ss_stream *s, int16_t *out, uint32_t samples)
 uint64_t ss_stream_tts_queued(const ss_stream *s)
 {
     uint64_t used = ss_ring_used(&s->rings.down);
-    if (!used || atomic_load_explicit(&s->slot->hdr.tts_paused, memory_order_relaxed))
-        return 0;
-    return used;
+    return used && !ss_stream_tts_paused(s) ? used : 0;
 }
 
 int ss_stream_tts_buffered(ss_stream *s)

@@ -10,10 +10,10 @@ so every stream that carries the frames after it announces it first.
 
 A resumed stream replays the window: all of it for a server that never acks
 (at least once), from the first unacknowledged frame for one that does
-(exactly once). A frame pushed out of the window before it was delivered (handed to a live
-stream, for a server that never acks; acknowledged, for one that does) is
-lost: counted in `dropped` and announced as a Gap on the next stream, unless
-a later Ack shows it arrived.
+(exactly once). A frame pushed out of the window before it was delivered
+(handed to a live stream, for a server that never acks; acknowledged, for
+one that does) is lost: counted in `dropped` and announced as a Gap on the
+next stream, unless a later Ack shows it arrived.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int16_t, uint8_t, uint16_t, uint32_t, uint64_t

@@ -143,6 +143,7 @@ static void ais_run_action(ais_action *a)
 		break;
 	}
 }
+
 /* Under ais_globals.mutex, once a tick. True once per stream: TTS has been
  * queued (and not paused) for AIS_UNPLAYED_TICKS while no write-replace
  * callback ran, so nothing writes audio the bug could replace. */

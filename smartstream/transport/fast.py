@@ -154,6 +154,7 @@ class _Conn:
 
 class FastTransport(Transport):
     sub_ticks = True
+
     def __init__(self, config: Config):
         self.config = config
         self.closing = False
