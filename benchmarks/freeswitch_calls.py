@@ -55,7 +55,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sinks import ws_accept   # benchmarks/ is this script's directory
+from sinks import read_latency, write_status, ws_accept   # benchmarks/ is this script's directory
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -193,7 +193,7 @@ def snapshot(pids: dict[str, int], status: Path | None) -> dict:
         # taken from the open file so that count and time belong together.
         with open(status) as f:
             st, mtime = json.load(f), os.fstat(f.fileno()).st_mtime
-        snap.update(frames=st["frames"], lat_n=len(st["latency_us"]), mtime=mtime, sink=st)
+        snap.update(frames=st["frames"], lat_n=st.get("latency_n", 0), mtime=mtime, sink=st)
     return snap
 
 
@@ -285,7 +285,7 @@ def run_one(args, system: str, n: int, rnd: int, caller: FreeSwitch, speech: Pat
                        shm_kib_per_slot=os.stat(pool).st_blocks * 512 / 1024 / slots)
         if streaming:
             res["frames_per_s_per_call"] = (b["frames"] - a["frames"]) / (b["mtime"] - a["mtime"]) / n
-            lat = b["sink"]["latency_us"][a["lat_n"]:b["lat_n"]]
+            lat = read_latency(status, a["lat_n"], b["lat_n"])
             res.update(hook_p50_ms=pct(lat, 0.5) / 1e3, hook_p99_ms=pct(lat, 0.99) / 1e3, latency_samples=len(lat))
             if args.sink == "detail" and smartstream:
                 per = {u: {k: v - a["sink"]["streams"].get(u, {}).get(k, 0) for k, v in s.items()}
@@ -411,10 +411,7 @@ async def report(stats: dict, status: str) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     while True:
-        t = os.times()
-        with open(status + ".tmp", "w") as f:
-            json.dump({**stats, "cpu_s": t.user + t.system}, f)
-        os.replace(status + ".tmp", status)
+        write_status(status, stats)
         if stop.is_set():
             return
         try:

@@ -1,4 +1,4 @@
-"""Whole-system comparison: N simulated 16 kHz calls in real time through
+"""Whole-system comparison: N simulated calls (16 kHz, or --rate) in real time through
 three gateways, measured the same way, in one invocation:
 
   fast    SmartStream, `smartstream run --transport fast`
@@ -30,6 +30,10 @@ its own. Measured:
   lost        frames mediasim wrote minus frames the sink received
   RSS/call    growth of the gateway's resident memory (peak during the run
               minus before it) over N
+  pool/call   growth of the pool's allocated memory (its file's blocks) over N:
+              the rings of the live calls
+  anon/call   growth of the gateway's private memory (RssAnon) over N: RSS/call
+              without the pool pages it maps; pool + anon is what a call costs
   sink core   the sink's CPU over the run, in % of one core: it must stay
               well below 100 for the gateway to be what is measured
 
@@ -54,6 +58,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+from sinks import read_latency   # benchmarks/ is this script's directory
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -102,6 +108,14 @@ def cpu_seconds(pid: int) -> float:
             fields = f.read().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / TICK_HZ
+
+
+def rss_anon_bytes(pid: int) -> int:
+    total = 0
+    for p in family(pid):
+        with open(f"/proc/{p}/status") as f:
+            total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+    return total
 
 
 def rss_bytes(pid: int) -> int:
@@ -169,7 +183,7 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
+def run_one(system: str, n: int, seconds: float, work: Path, rate: int = 16000) -> dict:
     """One system, N calls, one run; everything it started is stopped and removed."""
     tag = f"{system}-{n}-{uuid.uuid4().hex[:6]}"
     pool, status, summary = f"/dev/shm/ssbench-{tag}.pool", work / f"sink-{tag}.json", work / f"ws-{tag}.json"
@@ -198,13 +212,14 @@ def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
                  f"{system} gateway did not start")
         time.sleep(0.5)   # past start-up's imports
         rss0, cpu0, t0 = rss_bytes(gw.pid), cpu_seconds(gw.pid), time.monotonic_ns()
+        anon0, pool0 = rss_anon_bytes(gw.pid), os.stat(pool).st_blocks * 512
         sink0 = read_json(status)
         stagger_ms = max(1, 1000 // n)
         sim = spawn(1, [str(MEDIASIM), "--pool", pool, "--calls", str(n), "--seconds", str(seconds),
-                        "--source", "tone", "--rate", "16000", "--target", f"127.0.0.1:{sink_port}",
+                        "--source", "tone", "--rate", str(rate), "--target", f"127.0.0.1:{sink_port}",
                         "--wait-daemon", "10", "--stagger", str(stagger_ms), "--spread"],
                     stdout=subprocess.PIPE)
-        rss_peak = rss0
+        rss_peak, anon_peak, pool_peak = rss0, anon0, pool0
         # Tick lateness counts from SETTLE after the last call started: opening
         # N streams is a one-off set-up that would otherwise be most of a short
         # run's p99.
@@ -212,6 +227,8 @@ def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
         before, t_late = scrape_if_up(admin) if system != "ws" else {}, time.monotonic_ns()
         while sim.poll() is None:
             rss_peak = max(rss_peak, rss_bytes(gw.pid))
+            anon_peak = max(anon_peak, rss_anon_bytes(gw.pid))
+            pool_peak = max(pool_peak, os.stat(pool).st_blocks * 512)
             time.sleep(0.25)
         sim_summary = [json.loads(line) for line in sim.stdout.read().splitlines()
                        if line.startswith(b'{"summary"')][-1]
@@ -241,17 +258,19 @@ def run_one(system: str, n: int, seconds: float, work: Path) -> dict:
             # An endpoint that did not answer: the loop could not keep up.
             counts = (bucket_counts(before, after, "smartstream_tick_lateness_seconds")
                       if before and after else None)
-        frames = st["frames"]
+        frames, lat = st["frames"], read_latency(status, 0, st["latency_n"])
         window = (t2 - t0) / 1e9   # the CPU window: the run and its tail
         return dict(
-            system=system, calls=n, seconds=seconds, frames_written=written, frames_received=frames,
+            system=system, calls=n, rate=rate, seconds=seconds, frames_written=written, frames_received=frames,
             lost=written - frames, ring_dropped=sim_summary["dropped"], sim_late_ticks=sim_summary["late_ticks"],
             cpu_us_per_frame=(cpu1 - cpu0) / max(frames, 1) * 1e6,
             gateway_core_pct=(cpu1 - cpu0) / window * 100,
             tick_p50_ms=bucket_quantile(counts, 0.5) * 1e3 if counts else float("inf"),
             tick_p99_ms=bucket_quantile(counts, 0.99) * 1e3 if counts else float("inf"),
-            hook_p50_ms=pct(st["latency_us"], 0.5) / 1e3, hook_p99_ms=pct(st["latency_us"], 0.99) / 1e3,
+            hook_p50_ms=pct(lat, 0.5) / 1e3, hook_p99_ms=pct(lat, 0.99) / 1e3,
             rss_kib_per_call=(rss_peak - rss0) / n / 1024,
+            pool_kib_per_call=(pool_peak - pool0) / n / 1024,
+            anon_kib_per_call=(anon_peak - anon0) / n / 1024,
             sink_core_pct=(st["cpu_s"] - sink0["cpu_s"]) / window * 100)
     finally:
         for p in reversed(procs):
@@ -280,7 +299,7 @@ def passes(r: dict) -> bool:
 def search(system: str, args, work: Path, runs: list[dict]) -> int:
     """Largest N that passes: doubling from 50, then bisection."""
     def ok(n):
-        r = run_one(system, n, args.search_seconds, work)
+        r = run_one(system, n, args.search_seconds, work, args.rate)
         r["search"] = True
         runs.append(r)
         print(f"  search {system} N={n}: p99 tick {r['tick_p99_ms']:g} ms, lost {r['lost']}"
@@ -312,8 +331,9 @@ def fmt(x: float, digits: int = 2) -> str:
 def table(runs: list[dict]) -> str:
     base = {r["calls"]: r for r in runs if r["system"] == "ws"}
     lines = ["| system | N | CPU µs/frame | CPU vs ws | gateway core % | tick late p50 / p99 ms | "
-             "hook→AI p50 / p99 ms | p99 vs ws | frames written | received | lost | RSS KiB/call | sink core % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "hook→AI p50 / p99 ms | p99 vs ws | frames written | received | lost | RSS KiB/call | "
+             "pool + anon KiB/call | sink core % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         b = base.get(r["calls"])
         cpu_x = f"{b['cpu_us_per_frame'] / r['cpu_us_per_frame']:.2f}× less" if b else "-"
@@ -324,7 +344,8 @@ def table(runs: list[dict]) -> str:
             f"| {r['system']} | {r['calls']} | {fmt(r['cpu_us_per_frame'], 1)} | {cpu_x} | "
             f"{fmt(r['gateway_core_pct'], 0)} | ≤{fmt(r['tick_p50_ms'], 0)} / ≤{fmt(r['tick_p99_ms'], 0)} | "
             f"{fmt(r['hook_p50_ms'])} / {fmt(r['hook_p99_ms'])} | {lat_x} | {r['frames_written']} | "
-            f"{r['frames_received']} | {r['lost']} | {fmt(r['rss_kib_per_call'], 1)} | {fmt(r['sink_core_pct'], 0)} |")
+            f"{r['frames_received']} | {r['lost']} | {fmt(r['rss_kib_per_call'], 1)} | "
+            f"{fmt(r['pool_kib_per_call'], 0)} + {fmt(r['anon_kib_per_call'], 0)} | {fmt(r['sink_core_pct'], 0)} |")
     return "\n".join(lines)
 
 
@@ -359,6 +380,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", default="50,200", help="comma-separated N (50,200)")
     ap.add_argument("--seconds", type=float, default=10, help="run length per system and N (10)")
+    ap.add_argument("--rate", type=int, default=16000, help="channel rate of the calls (16000)")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--search", action="store_true", help="also find each system's maximum N")
     ap.add_argument("--search-seconds", type=float, default=8)
@@ -375,8 +397,8 @@ def main() -> None:
     for n in (int(x) for x in args.calls.split(",") if x):
         for system in systems:
             print(f"{system} N={n} {args.seconds:g} s ...", flush=True)
-            runs.append(run_one(system, n, args.seconds, work))
-    doc = [f"{len(runs) and runs[0]['seconds']:g} s per run; {os.cpu_count()} CPUs, "
+            runs.append(run_one(system, n, args.seconds, work, args.rate))
+    doc = [f"{len(runs) and runs[0]['seconds']:g} s per run, {args.rate} Hz calls; {os.cpu_count()} CPUs, "
            f"gateway on CPU 0, sink + mediasim on CPU 1.\n", table(runs)]
     search_runs = []
     write(args.out, doc, runs, search_runs)   # kept even if the search is cut short

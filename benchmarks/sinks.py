@@ -19,12 +19,17 @@ would otherwise grow the list). --reset-every K (h2 only) resets every K-th
 stream with RST_STREAM CANCEL after its first message, as a crashing or
 redeploying AI server would, so the gateway's cancel and resume paths run. The status file (JSON, rewritten every 250 ms
 and on SIGTERM, which ends the sink) has frames, streams opened and ended,
-the latency samples in microseconds and the sink's CPU seconds.
+latency_n and the sink's CPU seconds; the latency samples, in microseconds,
+are appended to FILE.latency, one a line (read_latency reads them).
+
+A frame's receive time is when its bytes reached the sink (the start of the
+data_received that holds them), not when the sink's own parsing got to it.
 """
 import argparse
 import asyncio
 import base64
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -44,19 +49,45 @@ class Stats:
     def __init__(self, sample_every: int = SAMPLE_EVERY, reset_every: int = 0):
         self.frames = self.opened = self.ended = self.reset = self.seen = 0
         self.sample_every, self.reset_every = sample_every, reset_every
-        self.latency_us: list[int] = []
+        self.latency_us: list[int] = []   # samples not yet written
+        self.latency_n = 0
 
     def sample(self) -> bool:
         self.seen += 1
         return self.sample_every > 0 and self.seen % self.sample_every == 0
 
     def dump(self, path: str) -> None:
-        t = os.times()
         doc = dict(frames=self.frames, opened=self.opened, ended=self.ended, reset=self.reset,
-                   latency_us=self.latency_us, cpu_s=t.user + t.system)
-        with open(path + ".tmp", "w") as f:
-            json.dump(doc, f)
-        os.replace(path + ".tmp", path)
+                   latency_us=self.latency_us, latency_n=self.latency_n)
+        write_status(path, doc)
+        self.latency_n = doc["latency_n"]
+
+
+def write_status(path: str, doc: dict) -> None:
+    """Replace the status file with doc and its CPU seconds; move doc's pending
+    latency_us samples to the end of path.latency, counted in latency_n.
+    Rewriting every sample each time stalled the sink for milliseconds once
+    thousands had piled up, and that stall was in the latency it measured."""
+    pending = doc.pop("latency_us", [])
+    if pending:
+        with open(path + ".latency", "a" if doc.get("latency_n") else "w") as f:   # a new sink starts it anew
+            f.write("".join(f"{v}\n" for v in pending))
+        doc["latency_n"] = doc.get("latency_n", 0) + len(pending)
+        pending.clear()
+    t = os.times()
+    with open(path + ".tmp", "w") as f:
+        json.dump({**doc, "cpu_s": t.user + t.system}, f)
+    os.replace(path + ".tmp", path)
+    doc["latency_us"] = pending
+
+
+def read_latency(path, start: int = 0, end: int | None = None) -> list[int]:
+    """Samples start..end (in the order taken) of the sink whose status file is path."""
+    try:
+        with open(f"{path}.latency") as f:
+            return [int(v) for v in itertools.islice(f, start, end)]
+    except FileNotFoundError:   # no sample taken
+        return []
 
 
 def h2_frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
@@ -87,6 +118,7 @@ class H2Sink(asyncio.Protocol):
                         + h2_frame(WINDOW_UPDATE, 0, 0, (1 << 30).to_bytes(4, "big")))
 
     def data_received(self, data):
+        now = time.monotonic_ns()
         buf = self.buf
         buf += data
         if buf.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"):
@@ -104,7 +136,7 @@ class H2Sink(asyncio.Protocol):
                 if flags & PADDED:
                     payload = payload[1:len(payload) - payload[0]]
                 self.unacked += n
-                self.messages(sid, payload)
+                self.messages(sid, payload, now)
             elif ftype == HEADERS and sid not in self.streams:
                 self.streams[sid] = [b"", 0, b""]
                 self.stats.opened += 1
@@ -129,7 +161,7 @@ class H2Sink(asyncio.Protocol):
         if out:
             self.transport.write(b"".join(out))
 
-    def messages(self, sid: int, data: bytes) -> None:
+    def messages(self, sid: int, data: bytes, now: int) -> None:
         """Split one DATA payload into gRPC messages (5-byte prefix + protobuf);
         a message may span DATA frames and a frame may hold several."""
         st = self.streams.get(sid)
@@ -155,7 +187,7 @@ class H2Sink(asyncio.Protocol):
                     stats.frames += 1
                     if stats.sample():
                         capture = pb.GatewayMessage.FromString(body).audio.capture_ns
-                        stats.latency_us.append((time.monotonic_ns() - capture) // 1000)
+                        stats.latency_us.append((now - capture) // 1000)
 
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -185,6 +217,7 @@ class WsSink(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data):
+        now = time.monotonic_ns()
         buf = self.buf
         buf += data
         if not self.upgraded:
@@ -211,7 +244,7 @@ class WsSink(asyncio.Protocol):
                     body = (int.from_bytes(buf[start:pos], "big")
                             ^ int.from_bytes((bytes(mask) * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
                     capture = int(CAPTURE.search(body).group(1))
-                    stats.latency_us.append((time.monotonic_ns() - capture) // 1000)
+                    stats.latency_us.append((now - capture) // 1000)
             elif opcode == 8:   # close: answer it, the call is over
                 stats.ended += 1
                 self.transport.write(b"\x88\x02\x03\xe8")

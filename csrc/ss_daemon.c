@@ -25,11 +25,6 @@ static int open_locked(int fd, int created, const char *path, uint32_t slots, mo
             unlink(path);
         return rc;
     }
-    /* A pool from a build that only sized it gets its memory now. */
-    if (rc == SS_OK)
-        rc = ss_pool_allocate(fd, path, (uint64_t)st.st_size, err, errlen);
-    if (rc == SS_OK && fstat(fd, &st) < 0)
-        rc = SS_E_SYS;
     if (rc == SS_OK)
         rc = ss_pool_map_fd(fd, path, &st, out, err, errlen);
     *reattached = rc == SS_OK;
@@ -82,7 +77,6 @@ int ss_daemon_open(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
         close(fd);
         return rc;
     }
-    out->lock_fd = fd;
     ss_pool_hdr *h = out->hdr;
     atomic_store_explicit(&h->daemon_pid, (uint32_t)getpid(), memory_order_relaxed);
     atomic_fetch_add_explicit(&h->daemon_epoch, 1, memory_order_relaxed);
@@ -135,13 +129,18 @@ void ss_slot_set_link(ss_slot *s, uint32_t gen, uint32_t link)
         atomic_store_explicit(&s->hdr.link, link, memory_order_release);
 }
 
-int ss_slot_free(ss_slot *s, uint32_t gen)
+int ss_slot_free(ss_pool *p, uint32_t idx, uint32_t gen)
 {
+    ss_slot *s = ss_pool_slot(p, idx);
     if (atomic_load_explicit(&s->hdr.generation, memory_order_acquire) != gen)
         return SS_E_STALE;
+    /* Through CLAIMED, which no claim can take and no reader takes for a
+     * live call: the pages go while no one may write or trust them. */
     uint32_t st = SS_SLOT_CLOSING;
-    if (!atomic_compare_exchange_strong_explicit(&s->hdr.state, &st, SS_SLOT_FREE,
+    if (!atomic_compare_exchange_strong_explicit(&s->hdr.state, &st, SS_SLOT_CLAIMED,
                                                  memory_order_acq_rel, memory_order_relaxed))
         return SS_E_STATE;
+    ss_slot_release(p, idx);
+    atomic_store_explicit(&s->hdr.state, SS_SLOT_FREE, memory_order_release);
     return SS_OK;
 }

@@ -29,7 +29,8 @@ uint32_t ss_slot_state(const ss_slot *s, uint32_t *gen);
  * (a previous daemon's): the stream is a resume. */
 int ss_slot_attach(ss_slot *s, uint32_t gen);
 void ss_slot_set_link(ss_slot *s, uint32_t gen, uint32_t link);
-/* CLOSING -> FREE once StreamEnd is out. SS_E_STALE / SS_E_STATE otherwise. */
-int ss_slot_free(ss_slot *s, uint32_t gen);
+/* CLOSING -> FREE once StreamEnd is out, its ring pages released.
+ * SS_E_STALE / SS_E_STATE otherwise. */
+int ss_slot_free(ss_pool *p, uint32_t idx, uint32_t gen);
 
 #endif /* SS_DAEMON_H */

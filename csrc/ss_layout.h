@@ -25,6 +25,7 @@
 #ifndef SS_LAYOUT_H
 #define SS_LAYOUT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #ifndef __cplusplus
 #include <stdatomic.h>
@@ -34,17 +35,23 @@
 #endif
 
 #define SS_POOL_MAGIC      0x4c4f4f504d545353ULL /* "SSTMPOOL" read little-endian */
-#define SS_LAYOUT_VERSION  3u
+#define SS_LAYOUT_VERSION  4u
 #define SS_CACHELINE       64
 #define SS_POOL_HDR_BYTES  4096
+#define SS_PAGE            4096u          /* ring data starts on its own page */
 
-/* Ring capacities in bytes, powers of two (positions are masked, never divided). */
-#define SS_UP_BYTES        (256u * 1024u) /* > 2 s of 48 kHz mono: what a dead daemon can catch up on */
+/* Ring capacities in bytes, powers of two (positions are masked, never divided).
+ * A slot has room for the largest; a call uses what its channel rate needs
+ * (ss_up_bytes, ss_down_bytes below) and only those pages are allocated. */
+#define SS_UP_BYTES        (256u * 1024u) /* 2.7 s of 48 kHz: what a dead daemon can catch up on */
+#define SS_UP_BYTES_MIN    (64u * 1024u)
+#define SS_UP_RECORDS      175u           /* 3.5 s of 20 ms frames: a daemon restart, with room */
 #define SS_DOWN_BYTES      (64u * 1024u)  /* the daemon keeps only a few frames ahead */
-#define SS_CTL_BYTES       (32u * 1024u)
+#define SS_DOWN_BYTES_MIN  (8u * 1024u)
+#define SS_CTL_BYTES       (16u * 1024u)  /* two of the largest messages */
 
-#define SS_FRAME_BYTES_MAX 11520u         /* 60 ms of 48 kHz PCM16 mono */
-#define SS_CTL_MSG_MAX     8192u          /* largest control message payload */
+#define SS_FRAME_BYTES_MAX 11520u         /* 120 ms of 48 kHz PCM16 mono (ss_frame_bytes_max) */
+#define SS_CTL_MSG_MAX     8168u          /* largest control message payload: 8 KiB records */
 
 #define SS_UUID_MAX        64
 #define SS_TARGET_MAX      256
@@ -70,7 +77,7 @@ enum ss_daemon_state {
 /* Slot life cycle. Only the transitions below are legal:
  *   FREE -> CLAIMED -> ACTIVE      module: claim, fill header, publish
  *   ACTIVE -> CLOSING              module: stop or hangup
- *   CLOSING -> FREE                daemon: after StreamEnd
+ *   CLOSING -> CLAIMED -> FREE     daemon: after StreamEnd, its ring pages released
  * A call that ends while no daemon runs stays CLOSING until the next daemon
  * attaches: it delivers the frames left in the rings and StreamEnd, then frees
  * the slot. New calls need a live daemon, so CLOSING slots never pile up. */
@@ -190,7 +197,8 @@ typedef struct ss_slot {
     ss_ring down;
     ss_ring ctl_in;
     ss_ring ctl_out;
-    _Alignas(SS_CACHELINE) uint8_t up_data[SS_TRACKS][SS_UP_BYTES];
+    /* Page-aligned, so the pages a call does not use stay unallocated. */
+    _Alignas(SS_PAGE) uint8_t up_data[SS_TRACKS][SS_UP_BYTES];
     uint8_t down_data[SS_DOWN_BYTES];
     uint8_t ctl_in_data[SS_CTL_BYTES];
     uint8_t ctl_out_data[SS_CTL_BYTES];
@@ -211,6 +219,44 @@ typedef struct ss_pool_hdr {
     SS_ATOMIC(uint64_t) heartbeat_stale_ns; /* the daemon's promise; 0: SS_HEARTBEAT_STALE_NS */
 } ss_pool_hdr;
 
+/* Up ring bytes for a channel rate: the smallest power of two from
+ * SS_UP_BYTES_MIN that holds SS_UP_RECORDS 20 ms records, at most SS_UP_BYTES
+ * (8 kHz: 64 KiB, 3.8 s; 16 kHz: 128 KiB, 3.9 s; 48 kHz: 256 KiB, 2.7 s).
+ * Both sides compute it: the module from its own rate, the daemon from the
+ * validated channel_rate. */
+static inline uint32_t ss_up_bytes(uint32_t rate)
+{
+    uint32_t rec = SS_REC_HDR + rate / 25u;    /* 20 ms of PCM16 mono */
+    uint32_t cap = SS_UP_BYTES_MIN;
+    while (cap < SS_UP_BYTES && cap / rec < SS_UP_RECORDS)
+        cap <<= 1;
+    return cap;
+}
+
+/* The largest audio record at a rate: 120 ms of PCM16 mono. The daemon
+ * keeps a resume window a few of these over its bound, so it is per rate. */
+static inline uint32_t ss_frame_bytes_max(uint32_t rate)
+{
+    uint64_t n = (uint64_t)rate * 240u / 1000u & ~1ull;
+    return n < SS_FRAME_BYTES_MAX ? (uint32_t)n : SS_FRAME_BYTES_MAX;
+}
+
+/* Down ring bytes: half a second of PCM16 at the rate, SS_DOWN_BYTES_MIN to
+ * SS_DOWN_BYTES (8 kHz: 8 KiB; 16 kHz: 16 KiB; 48 kHz: 64 KiB, 0.68 s). The
+ * daemon keeps prebuffer_ms (60 ms by default) in it, its queue the rest. */
+static inline uint32_t ss_down_bytes(uint32_t rate)
+{
+    uint32_t cap = SS_DOWN_BYTES_MIN;
+    while (cap < SS_DOWN_BYTES && cap < rate)
+        cap <<= 1;
+    return cap;
+}
+
+/* Where a slot's ring data starts: everything before it (call header, ring
+ * headers) is allocated with the pool; the data pages a call uses are
+ * allocated when it claims the slot and released when the daemon frees it. */
+#define SS_SLOT_DATA_OFFSET ((uint64_t)offsetof(ss_slot, up_data))
+
 #ifndef __cplusplus
 _Static_assert(sizeof(ss_pool_hdr) <= SS_POOL_HDR_BYTES, "pool header too big");
 _Static_assert((SS_UP_BYTES & (SS_UP_BYTES - 1)) == 0, "up ring not a power of two");
@@ -218,8 +264,12 @@ _Static_assert((SS_DOWN_BYTES & (SS_DOWN_BYTES - 1)) == 0, "down ring not a powe
 _Static_assert((SS_CTL_BYTES & (SS_CTL_BYTES - 1)) == 0, "ctl ring not a power of two");
 _Static_assert(sizeof(ss_rec) == 24, "record header is 24 bytes");
 _Static_assert(sizeof(ss_slot) % SS_CACHELINE == 0, "slots keep cache-line alignment");
-_Static_assert(SS_FRAME_BYTES_MAX + 2 * sizeof(ss_rec) < SS_UP_BYTES / 4, "frames are small next to the ring");
-_Static_assert(SS_CTL_MSG_MAX + 2 * sizeof(ss_rec) < SS_CTL_BYTES / 2, "ctl messages fit twice");
+_Static_assert(SS_FRAME_BYTES_MAX + 2 * sizeof(ss_rec) < SS_UP_BYTES_MIN / 4, "frames are small next to the ring");
+_Static_assert(SS_POOL_HDR_BYTES % SS_PAGE == 0 && sizeof(ss_slot) % SS_PAGE == 0, "slots start on a page");
+/* An empty control ring takes the largest message from any position: the pad
+ * to the ring's end is shorter than the record. */
+_Static_assert(sizeof(ss_rec) + SS_CTL_MSG_MAX <= SS_CTL_BYTES / 2, "ctl messages fit twice");
+_Static_assert(SS_CTL_MSG_MAX % 8 == 0, "ctl records stay 8-byte aligned");
 #endif
 
 #endif /* SS_LAYOUT_H */

@@ -4,10 +4,11 @@
  * calls' pool again, and a path does that with nothing holding it in between;
  * a memfd would need the module to keep it and hand it back over a socket.
  * The path is kept private instead: a directory only the service user writes
- * (/run/smartstream, 0750), O_NOFOLLOW, owner and mode checked on the open fd,
- * every byte allocated up front. Remaining risk: the owner (or root) can still
- * truncate the file under a live mapping, which no seal prevents here; see
- * freeswitch_patch/README.md. */
+ * (/run/smartstream, 0750), O_NOFOLLOW, owner and mode checked on the open fd.
+ * No page is touched before it is allocated: the headers with the pool, a
+ * call's ring pages when it claims its slot. Remaining risk: the owner (or
+ * root) can still truncate the file, or punch its pages, under a live
+ * mapping, which no seal prevents here; see freeswitch_patch/README.md. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,26 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
 uint64_t ss_pool_bytes(uint32_t slots)
 {
     return SS_POOL_HDR_BYTES + (uint64_t)slots * sizeof(ss_slot);
+}
+
+uint64_t ss_pool_fixed_bytes(uint32_t slots)
+{
+    return SS_POOL_HDR_BYTES + (uint64_t)slots * SS_SLOT_DATA_OFFSET;
+}
+
+uint64_t ss_call_bytes(uint32_t rate, uint32_t tracks)
+{
+    uint64_t up = ss_up_bytes(rate);
+    return up * (uint64_t)__builtin_popcount(tracks & (SS_TRACKS_MASK_IN | SS_TRACKS_MASK_OUT)) +
+           ss_down_bytes(rate) + 2u * SS_CTL_BYTES;
+}
+
+_Static_assert(offsetof(ss_slot, ctl_out_data) == offsetof(ss_slot, ctl_in_data) + SS_CTL_BYTES,
+               "ss_slot_alloc allocates both control rings in one range");
+
+static uint64_t slot_offset(uint32_t idx)
+{
+    return SS_POOL_HDR_BYTES + (uint64_t)idx * sizeof(ss_slot);
 }
 
 int ss_pool_validate(const void *mem, size_t len, char *err, size_t errlen)
@@ -136,29 +157,30 @@ int ss_pool_check_private(int fd, const char *path, uid_t owner, struct stat *st
     return SS_OK;
 }
 
-/* Allocate every byte now: a write to an unallocated page of a full tmpfs is
- * a SIGBUS in FreeSWITCH's media thread, an error here is a line in a log. */
-int ss_pool_allocate(int fd, const char *path, uint64_t bytes, char *err, size_t errlen)
+/* Allocate the headers of a pool file of that many slots (a no-op where they
+ * are): a read or write of an unallocated page of a full tmpfs is a SIGBUS,
+ * an error here is a line in a log. Ring pages come with each call
+ * (ss_slot_alloc). Both sides do it before touching the pool. */
+int ss_pool_allocate(int fd, const char *path, uint32_t slots, char *err, size_t errlen)
 {
-    struct stat st;
     struct statvfs vfs;
-    if (fstat(fd, &st) < 0 || fstatvfs(fd, &vfs) < 0)
+    if (fstatvfs(fd, &vfs) < 0)
         return fail(err, errlen, SS_E_SYS, "stat %s: %s", path, strerror(errno));
-    uint64_t have = (uint64_t)st.st_blocks * 512u;
-    uint64_t missing = bytes > have ? bytes - have : 0;
-    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-    if (!missing)
-        return SS_OK;
-    if (missing > avail || bytes > (uint64_t)INT64_MAX)
+    uint64_t need = ss_pool_fixed_bytes(slots), avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    int e = 0;
+    for (uint32_t i = 0; !e && i <= slots; i++)   /* the pool header, then each slot's */
+        e = i == 0 ? posix_fallocate(fd, 0, SS_POOL_HDR_BYTES)
+                   : posix_fallocate(fd, (off_t)slot_offset(i - 1), (off_t)SS_SLOT_DATA_OFFSET);
+    if (e == ENOSPC)
         return fail(err, errlen, SS_E_SYS,
-                    "pool %s needs %llu bytes (%llu per slot), its filesystem has %llu free: "
-                    "make it bigger (Docker: shm_size) or use fewer slots", path,
-                    (unsigned long long)bytes, (unsigned long long)sizeof(ss_slot),
+                    "pool %s needs %llu bytes of headers (%llu per slot, and %llu per 8 kHz "
+                    "call), its filesystem has %llu free: make it bigger (Docker: shm_size) or "
+                    "use fewer slots", path, (unsigned long long)need,
+                    (unsigned long long)SS_SLOT_DATA_OFFSET,
+                    (unsigned long long)ss_call_bytes(8000, SS_TRACKS_MASK_IN),
                     (unsigned long long)avail);
-    int e = posix_fallocate(fd, 0, (off_t)bytes);
     if (e)
-        return fail(err, errlen, SS_E_SYS, "pool %s needs %llu bytes (%llu free): allocate: %s",
-                    path, (unsigned long long)bytes, (unsigned long long)avail, strerror(e));
+        return fail(err, errlen, SS_E_SYS, "pool %s: allocate: %s", path, strerror(e));
     return SS_OK;
 }
 
@@ -171,7 +193,9 @@ int ss_pool_init_fd(int fd, const char *path, uint32_t slots, mode_t mode, ss_po
     /* fchmod: the umask must not strip the group bits FreeSWITCH needs. */
     if (fchmod(fd, mode) < 0)
         return fail(err, errlen, SS_E_SYS, "chmod %s: %s", path, strerror(errno));
-    int rc = ss_pool_allocate(fd, path, bytes, err, errlen);
+    if (ftruncate(fd, (off_t)bytes) < 0)
+        return fail(err, errlen, SS_E_SYS, "size %s: %s", path, strerror(errno));
+    int rc = ss_pool_allocate(fd, path, slots, err, errlen);
     if (rc)
         return rc;
     /* Freshly allocated memory reads as zeros: every slot FREE, every ring empty. */
@@ -191,7 +215,7 @@ int ss_pool_init_fd(int fd, const char *path, uint32_t slots, mode_t mode, ss_po
     out->hdr = h;
     out->bytes = bytes;
     out->slot_count = slots;
-    out->lock_fd = -1;
+    out->fd = fd;
     return SS_OK;
 }
 
@@ -207,15 +231,16 @@ int ss_pool_create(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
     if (fd < 0)
         return fd;
     rc = ss_pool_init_fd(fd, path, slots, mode, out, err, errlen);
-    if (rc)
+    if (rc) {
         unlink(path);
-    close(fd);
+        close(fd);
+    }
     return rc;
 }
 
 /* Validate the header through the fd, then map the size it gives. The
  * slot count comes from the validated copy: the mapping could be rewritten
- * since, and must not be trusted for bounds. */
+ * since, and must not be trusted for bounds. On success fd is the pool's. */
 int ss_pool_map_fd(int fd, const char *path, const struct stat *st, ss_pool *out,
                    char *err, size_t errlen)
 {
@@ -226,12 +251,9 @@ int ss_pool_map_fd(int fd, const char *path, const struct stat *st, ss_pool *out
     int rc = ss_pool_validate(&hdr, len, err, errlen);
     if (rc)
         return rc;
-    uint64_t have = (uint64_t)st->st_blocks * 512u;
-    if (have < hdr.pool_bytes)
-        return fail(err, errlen, SS_E_CORRUPT,
-                    "pool %s is sparse: %llu of %llu bytes allocated (a write to the rest "
-                    "could SIGBUS)", path, (unsigned long long)have,
-                    (unsigned long long)hdr.pool_bytes);
+    rc = ss_pool_allocate(fd, path, hdr.slot_count, err, errlen);
+    if (rc)
+        return rc;
     void *m = mmap(NULL, hdr.pool_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
         return fail(err, errlen, SS_E_SYS, "mmap %s: %s", path, strerror(errno));
@@ -239,7 +261,7 @@ int ss_pool_map_fd(int fd, const char *path, const struct stat *st, ss_pool *out
     out->hdr = m;
     out->bytes = hdr.pool_bytes;
     out->slot_count = hdr.slot_count;
-    out->lock_fd = -1;
+    out->fd = fd;
     return SS_OK;
 }
 
@@ -255,7 +277,8 @@ int ss_pool_attach_as(const char *path, uid_t owner, ss_pool *out, char *err, si
     rc = ss_pool_check_private(fd, path, owner, &st, err, errlen);
     if (rc == SS_OK)
         rc = ss_pool_map_fd(fd, path, &st, out, err, errlen);
-    close(fd);
+    if (rc)
+        close(fd);
     return rc;
 }
 
@@ -268,8 +291,7 @@ void ss_pool_detach(ss_pool *p)
 {
     if (p->base) {
         munmap(p->base, p->bytes);
-        if (p->lock_fd >= 0)
-            close(p->lock_fd);      /* releases the daemon's lock */
+        close(p->fd);               /* and with it the daemon's lock */
     }
     memset(p, 0, sizeof(*p));
 }
@@ -282,13 +304,43 @@ static void ringv(ss_ringv *v, ss_ring *r, uint8_t *data, uint64_t cap, uint32_t
     v->max_len = max_len;
 }
 
-void ss_slot_rings_init(ss_slot *s, ss_slot_rings *out)
+void ss_slot_rings_init(ss_slot *s, uint32_t rate, ss_slot_rings *out)
 {
     for (int t = 0; t < SS_TRACKS; t++)
-        ringv(&out->up[t], &s->up[t], s->up_data[t], SS_UP_BYTES, SS_FRAME_BYTES_MAX);
-    ringv(&out->down, &s->down, s->down_data, SS_DOWN_BYTES, 0);
+        ringv(&out->up[t], &s->up[t], s->up_data[t], ss_up_bytes(rate), ss_frame_bytes_max(rate));
+    ringv(&out->down, &s->down, s->down_data, ss_down_bytes(rate), 0);
     ringv(&out->ctl_in, &s->ctl_in, s->ctl_in_data, SS_CTL_BYTES, SS_CTL_MSG_MAX);
     ringv(&out->ctl_out, &s->ctl_out, s->ctl_out_data, SS_CTL_BYTES, SS_CTL_MSG_MAX);
+}
+
+int ss_slot_alloc(ss_pool *p, uint32_t idx, uint32_t rate, uint32_t tracks, char *err,
+                  size_t errlen)
+{
+    ss_slot *s = ss_pool_slot(p, idx);
+    uint64_t base = slot_offset(idx);
+    struct { const uint8_t *at; uint64_t len; } part[] = {
+        {s->up_data[SS_TRACK_IN], tracks & SS_TRACKS_MASK_IN ? ss_up_bytes(rate) : 0},
+        {s->up_data[SS_TRACK_OUT], tracks & SS_TRACKS_MASK_OUT ? ss_up_bytes(rate) : 0},
+        {s->down_data, ss_down_bytes(rate)},
+        {s->ctl_in_data, 2u * SS_CTL_BYTES},   /* ctl_in and ctl_out, side by side */
+    };
+    for (size_t i = 0; i < sizeof part / sizeof part[0]; i++) {
+        off_t off = (off_t)(base + (uint64_t)(part[i].at - (const uint8_t *)s));
+        int e = part[i].len ? posix_fallocate(p->fd, off, (off_t)part[i].len) : 0;
+        if (e)
+            return fail(err, errlen, SS_E_SYS, "pool memory full: %llu bytes for a call: %s "
+                        "(make its filesystem bigger, Docker: shm_size)",
+                        (unsigned long long)ss_call_bytes(rate, tracks), strerror(e));
+    }
+    return SS_OK;
+}
+
+void ss_slot_release(ss_pool *p, uint32_t idx)
+{
+    /* Best effort: pages a filesystem cannot punch stay allocated, as before. */
+    (void)fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    (off_t)(slot_offset(idx) + SS_SLOT_DATA_OFFSET),
+                    (off_t)(sizeof(ss_slot) - SS_SLOT_DATA_OFFSET));
 }
 
 uint64_t ss_pool_stale_ns(const ss_pool *p)

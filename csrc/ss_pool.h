@@ -23,7 +23,8 @@ typedef struct ss_pool {
     uint8_t *base;
     size_t bytes;
     uint32_t slot_count;
-    int lock_fd;            /* the daemon's: held (flock) until detach; else -1 */
+    int fd;                 /* the file, kept for allocating slot pages; the daemon's
+                               also holds the flock until detach */
 } ss_pool;
 
 /* The six rings of one slot, as process-local views. */
@@ -40,17 +41,22 @@ uint64_t ss_now_ns(void);   /* CLOCK_MONOTONIC: vDSO, no system call */
  * the header, or len bytes if fewer). Writes the reason to err on failure. */
 int ss_pool_validate(const void *mem, size_t len, char *err, size_t errlen);
 
-/* Bytes a pool of that many slots takes, all allocated at creation. */
+/* The pool file's size for that many slots. Only the headers are allocated
+ * with the pool (ss_pool_fixed_bytes); a call's ring pages when it claims
+ * its slot (ss_call_bytes), released again when the daemon frees it. */
 uint64_t ss_pool_bytes(uint32_t slots);
+uint64_t ss_pool_fixed_bytes(uint32_t slots);
+/* Ring pages one call of that rate and tracks (SS_TRACKS_MASK_*) uses. */
+uint64_t ss_call_bytes(uint32_t rate, uint32_t tracks);
 
 /* Create a new pool file (fails if it exists) with the given mode, which may
- * not have bits for others. Its memory is allocated now (posix_fallocate):
+ * not have bits for others. Its headers are allocated now (posix_fallocate):
  * SS_E_SYS, saying how much is needed, if the filesystem has too little. */
 int ss_pool_create(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
                    char *err, size_t errlen);
 /* Map an existing pool file after validating it: not a symlink, a regular
  * file owned by owner (or SS_OWNER_OF_DIR) with no bits for others
- * (SS_E_PERM), a known layout, every byte allocated (SS_E_CORRUPT). */
+ * (SS_E_PERM), a known layout, every header allocated (SS_E_CORRUPT). */
 int ss_pool_attach_as(const char *path, uid_t owner, ss_pool *out, char *err, size_t errlen);
 /* ss_pool_attach_as(path, SS_OWNER_OF_DIR, ...). */
 int ss_pool_attach(const char *path, ss_pool *out, char *err, size_t errlen);
@@ -62,7 +68,7 @@ int ss_pool_check_mode(mode_t mode, char *err, size_t errlen);
 int ss_pool_open_fd(const char *path, int flags, mode_t mode, char *err, size_t errlen);
 int ss_pool_check_private(int fd, const char *path, uid_t owner, struct stat *st,
                           char *err, size_t errlen);
-int ss_pool_allocate(int fd, const char *path, uint64_t bytes, char *err, size_t errlen);
+int ss_pool_allocate(int fd, const char *path, uint32_t slots, char *err, size_t errlen);
 int ss_pool_init_fd(int fd, const char *path, uint32_t slots, mode_t mode, ss_pool *out,
                     char *err, size_t errlen);
 int ss_pool_map_fd(int fd, const char *path, const struct stat *st, ss_pool *out,
@@ -72,7 +78,17 @@ static inline ss_slot *ss_pool_slot(const ss_pool *p, uint32_t idx)
 {
     return (ss_slot *)(p->base + SS_POOL_HDR_BYTES + (size_t)idx * sizeof(ss_slot));
 }
-void ss_slot_rings_init(ss_slot *s, ss_slot_rings *out);
+/* Views of a slot's rings sized for rate (any value gives views inside the
+ * slot: the daemon passes the rate it validated, the module its own). */
+void ss_slot_rings_init(ss_slot *s, uint32_t rate, ss_slot_rings *out);
+/* Allocate the pages a call of rate and tracks uses in slot idx, before its
+ * first write: on a full filesystem the claim fails (SS_E_SYS), where a
+ * write to a missing page would SIGBUS FreeSWITCH's media thread. */
+int ss_slot_alloc(ss_pool *p, uint32_t idx, uint32_t rate, uint32_t tracks, char *err,
+                  size_t errlen);
+/* Give slot idx's ring pages back to the filesystem (the daemon, while the
+ * slot is CLOSING: no one writes it). Its headers stay. */
+void ss_slot_release(ss_pool *p, uint32_t idx);
 
 /* What the module says about the daemon: stopped is known at once (the
  * daemon said so), lost once the heartbeat is older than ss_pool_stale_ns. */

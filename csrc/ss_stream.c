@@ -83,11 +83,16 @@ int ss_stream_open_ex(ss_pool *p, const ss_call *c, unsigned opts, ss_stream *ou
         atomic_store_explicit(&h->frames_received, 0, memory_order_relaxed);
         atomic_store_explicit(&h->tts_paused, 0, memory_order_relaxed);
 
+        rc = ss_slot_alloc(p, i, c->channel_rate, c->tracks, err, errlen);
+        if (rc) {
+            atomic_store_explicit(&h->state, SS_SLOT_FREE, memory_order_release);
+            return rc;
+        }
         out->slot = s;
         out->idx = i;
         out->closed = 0;
         out->ctl_out_seen = out->down_seen = 0;
-        ss_slot_rings_init(s, &out->rings);
+        ss_slot_rings_init(s, c->channel_rate, &out->rings);
         for (int t = 0; t < SS_TRACKS; t++)
             ss_ring_reset(&out->rings.up[t]);
         ss_ring_reset(&out->rings.down);

@@ -19,15 +19,38 @@ from .includes cimport ss
 LAYOUT_VERSION = ss.SS_LAYOUT_VERSION
 FRAME_BYTES_MAX = ss.SS_FRAME_BYTES_MAX
 CTL_MSG_MAX = ss.SS_CTL_MSG_MAX
-DOWN_BYTES = ss.SS_DOWN_BYTES
 HEARTBEAT_STALE_NS = ss.SS_HEARTBEAT_STALE_NS
 HEARTBEAT_STALE_MIN_NS = ss.SS_HEARTBEAT_STALE_MIN_NS
 HEARTBEAT_STALE_MAX_NS = ss.SS_HEARTBEAT_STALE_MAX_NS
 
 
 def pool_bytes(uint32_t slots):
-    """Bytes a pool of that many slots takes (all allocated when it is created)."""
+    """The size of a pool file of that many slots; pool_fixed_bytes of it are
+    allocated with it, call_bytes more for each call while it lasts."""
     return ss.ss_pool_bytes(slots)
+
+
+def pool_fixed_bytes(uint32_t slots):
+    return ss.ss_pool_fixed_bytes(slots)
+
+
+def call_bytes(uint32_t rate, uint32_t tracks):
+    """Pool memory one call of that channel rate and tracks (TRACKS_* bits) takes."""
+    return ss.ss_call_bytes(rate, tracks)
+
+
+def up_bytes(uint32_t rate):
+    """Capacity of a call's up rings at that channel rate (ss_layout.h)."""
+    return ss.ss_up_bytes(rate)
+
+
+def down_bytes(uint32_t rate):
+    return ss.ss_down_bytes(rate)
+
+
+def frame_bytes_max(uint32_t rate):
+    """The largest audio record at that channel rate: 120 ms."""
+    return ss.ss_frame_bytes_max(rate)
 
 SLOT_FREE, SLOT_CLAIMED, SLOT_ACTIVE, SLOT_CLOSING = (
     ss.SS_SLOT_FREE, ss.SS_SLOT_CLAIMED, ss.SS_SLOT_ACTIVE, ss.SS_SLOT_CLOSING)
@@ -161,6 +184,13 @@ cdef str field(const char *p, size_t cap, str name, uint32_t idx):
         raise SlotError(f"slot {idx}: {name} is not valid UTF-8") from None
 
 
+cdef inline bint live(ss.ss_slot *s, uint32_t gen) noexcept:
+    """Does the slot still hold call gen, its rings still its own?"""
+    cdef uint32_t g
+    cdef uint32_t st = ss.ss_slot_state(s, &g)
+    return g == gen and (st == ss.SS_SLOT_ACTIVE or st == ss.SS_SLOT_CLOSING)
+
+
 cdef class Pool:
     """The pool file, mapped. Pool.open() for the daemon, Pool.attach() for tools."""
     cdef ss.ss_pool pool
@@ -193,6 +223,7 @@ cdef class Pool:
 
     cdef _setup(self, str path):
         cdef uint32_t i, n = self.pool.slot_count
+        cdef ss.ss_slot *s
         self.path = path
         self.rings = <ss.ss_slot_rings *>calloc(n, sizeof(ss.ss_slot_rings))
         self.seen_state = <uint32_t *>calloc(n, sizeof(uint32_t))
@@ -203,8 +234,9 @@ cdef class Pool:
         if not (self.rings and self.seen_state and self.seen_gen and self.watch_gen and self.watch_list
                 and self.held):
             raise MemoryError()
-        for i in range(n):
-            ss.ss_slot_rings_init(ss.ss_pool_slot(&self.pool, i), &self.rings[i])
+        for i in range(n):   # sized again by watch(), from the rate the call says
+            s = ss.ss_pool_slot(&self.pool, i)
+            ss.ss_slot_rings_init(s, s.hdr.channel_rate, &self.rings[i])
 
     @staticmethod
     def open(str path, uint32_t slots, unsigned int mode=0o660, uint64_t stale_ms=0):
@@ -339,8 +371,12 @@ cdef class Pool:
         """Include the slot's rings in drain() while it holds generation gen.
         Returns True if a stream was open for this call before (a resume)."""
         cdef ss.ss_slot *s = self.slot(idx)
+        cdef uint32_t rate = s.hdr.channel_rate
         if gen == 0:
             raise SlotError("generation 0 is never a call")
+        if not 8000 <= rate <= 48000:
+            raise SlotError(f"slot {idx}: channel_rate {rate} outside 8000..48000")
+        ss.ss_slot_rings_init(s, rate, &self.rings[idx])   # as the module sized them
         if self.watch_gen[idx] == 0:
             self.watch_list[self.n_watch] = idx
             self.n_watch += 1
@@ -373,30 +409,30 @@ cdef class Pool:
         audio_only (a sub-tick between ticks): the uplink rings only, and a
         slot already known to have changed hands is skipped unreported (the
         tick's drain reports it once, not once per sub-tick)."""
-        cdef uint32_t w, idx, gen, g, t, nrec, k
+        cdef uint32_t w, idx, gen, t, nrec, k
         cdef ss.ss_slot *s
         cdef size_t mark_used
-        cdef Py_ssize_t mark_n
+        cdef Py_ssize_t mark_n, mark_errors
         batch.reset()
         for w in range(self.n_watch):
             idx = self.watch_list[w]
             gen = self.watch_gen[idx]
             s = ss.ss_pool_slot(&self.pool, idx)
-            ss.ss_slot_state(s, &g)
-            if g != gen:
+            if not live(s, gen):
                 if not audio_only:
                     batch.errors.append((idx, ss.SS_E_STALE, 0))
                 continue
-            mark_used, mark_n = batch.used, batch.n
+            mark_used, mark_n, mark_errors = batch.used, batch.n, len(batch.errors)
             for t in range(ss.SS_TRACKS):
                 if s.hdr.tracks & (1u << t) and not self.held[idx]:
                     self._drain_ring(batch, idx, &self.rings[idx].up[t], ss.SS_REC_AUDIO, t)
             if not audio_only:
                 self._drain_ring(batch, idx, &self.rings[idx].ctl_in, 0, 0)
-            # Seqlock on the generation: a slot re-claimed while we copied is not this call.
-            ss.ss_slot_state(s, &g)
-            if g != gen:
+            # Seqlock on the call: a slot freed or re-claimed while we copied
+            # is not this call, whatever the copy holds.
+            if not live(s, gen):
                 batch.used, batch.n = mark_used, mark_n
+                del batch.errors[mark_errors:]
                 batch.errors.append((idx, ss.SS_E_STALE, 0))
         return batch.n
 
@@ -479,7 +515,8 @@ cdef class Pool:
 
     def free_slot(self, uint32_t idx, uint32_t gen):
         """CLOSING -> FREE after StreamEnd; SlotError if the slot is not ours or not closing."""
-        rc = ss.ss_slot_free(self.slot(idx), gen)
+        self.slot(idx)
+        rc = ss.ss_slot_free(&self.pool, idx, gen)
         if rc != ss.SS_OK:
             raise_rc(rc, f"free slot {idx}")
         self.unwatch(idx)

@@ -58,7 +58,7 @@ cdef uint64_t pow2_at_least(uint64_t n):
 
 cdef class Uplink:
     def __cinit__(self, uint32_t channel_rate, uint32_t out_rate, tracks, uint32_t bound_ms):
-        cdef uint64_t frame_max = <uint64_t>ss.SS_FRAME_BYTES_MAX * out_rate // channel_rate + 64
+        cdef uint64_t frame_max = <uint64_t>ss.ss_frame_bytes_max(channel_rate) * out_rate // channel_rate + 64
         self.bound = <uint64_t>bound_ms * out_rate * 2 // 1000 * len(tracks)
         # Room for the bound, a frame and a gap record per 10 ms frame, one frame
         # over before trimming, and a ring-end pad. make_room() keeps it exact.

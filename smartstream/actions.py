@@ -14,6 +14,7 @@ import struct
 
 from google.protobuf import json_format
 
+from . import _ring
 from .bounded_json import depth
 from .budget import TokenBucket
 from .v1 import smartstream_pb2 as pb
@@ -44,7 +45,7 @@ NO_IDENTITY BAD_IDENTITY_INFO UNSUPPORTED_CERTIFICATE INVALID_IDENTITY STALE_DAT
 DESTINATION = re.compile(r"[A-Za-z0-9+*#_.@-]{1,64}")
 WORD = re.compile(r"[A-Za-z0-9_.-]{1,64}")          # a dialplan or a context
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-EVENT_MAX_BYTES = 8192
+EVENT_MAX_BYTES = _ring.CTL_MSG_MAX   # what one control message carries
 EVENT_MAX_DEPTH = 16
 EVENTS_PER_S, EVENT_BURST = 20.0, 40
 # SendDtmf: FreeSWITCH's DTMF characters (w: a 500 ms pause, W: 1 s), digits

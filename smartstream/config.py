@@ -31,7 +31,7 @@ class Config:
     drain_period_ms: float = 5.0        # audio frames sent between ticks this often (>= cadence_ms: once a tick)
     heartbeat_timeout_ms: int = 200     # the module says "daemon lost" after this long without a tick
     resume_bound_ms: int = 2000         # audio kept for a stream that is down
-    prebuffer_ms: int = 60              # TTS kept in the downlink ring ahead of playout
+    prebuffer_ms: int = 60              # TTS kept in the downlink ring ahead of playout (it holds 0.5 s)
     max_tts_queue_ms: int = 120_000     # TTS queued per call beyond the ring
     retry_initial_ms: int = 100
     retry_max_ms: int = 5000            # capped by retry_limit_ms()

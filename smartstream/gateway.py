@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from . import _ring
@@ -55,6 +56,19 @@ class Gateway:
             log.warning("pool %s has %d slots, pool_slots is %d: the pool's %d win until it "
                         "is removed with no call on it", config.pool_path, self.pool.slot_count,
                         config.pool_slots, self.pool.slot_count)
+        self._check_room(config.pool_path)
+
+    def _check_room(self, path: str) -> None:
+        """Calls' rings are allocated as they start: say now if the pool's
+        filesystem cannot hold a full pool of the smallest calls."""
+        vfs = os.statvfs(path)
+        free = vfs.f_bavail * vfs.f_frsize
+        per_call = _ring.call_bytes(8000, _ring.TRACKS_IN)
+        if free < self.pool.slot_count * per_call:
+            log.warning("pool %s: its filesystem has %d MiB free, room for %d of the %d slots' "
+                        "calls at 8 kHz inbound (%d KiB each; more for wideband or both tracks): "
+                        "further calls will fail to start until it is bigger", path, free >> 20,
+                        free // per_call, self.pool.slot_count, per_call >> 10)
 
     # -- running ---------------------------------------------------------------
 

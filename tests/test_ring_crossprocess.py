@@ -213,21 +213,21 @@ def test_uplink_reader_keeps_up(mediasim, shm_path, tmp_path):
         assert c["counters"]["up_rejected"] == 0
 
 
-def test_uplink_stalled_reader_loses_oldest(mediasim, shm_path, tmp_path, layout):
+def test_uplink_stalled_reader_loses_oldest(mediasim, shm_path, tmp_path):
     """The daemon does not drain until mediasim has closed its calls, having
     written more than a ring holds: the oldest frames are gone, exactly as
     many as `dropped` says; what is left is the newest, intact."""
     calls, seconds, rate, ptime = 2, 4, 48000, 20
     spf = rate * ptime // 1000
     frames = seconds * 1000 // ptime
-    assert frames * (24 + 2 * spf) > 1.4 * layout["SS_UP_BYTES"]  # the test needs an overflow
+    assert frames * (24 + 2 * spf) > 1.4 * _ring.up_bytes(rate)  # the test needs an overflow
     found, ctl, summary = run(mediasim, shm_path, tmp_path, [
         "--seconds", str(seconds), "--rate", str(rate), "--ptime", str(ptime),
         "--uuid-prefix", "stall"], calls, stall=True)
     assert found["errors"] == []
     by = audio_by_call(found["records"])
     assert sorted(by) == [f"stall-{i:04d}" for i in range(calls)]
-    kept = kept_after(frames, 2 * spf, layout["SS_UP_BYTES"])
+    kept = kept_after(frames, 2 * spf, _ring.up_bytes(rate))
     total_dropped = 0
     for uuid, got in by.items():
         seqs = [s for s, _, _ in got]
@@ -257,7 +257,7 @@ def test_downlink_tts_is_what_the_caller_hears(mediasim, shm_path, tmp_path):
     the outbound track carries the same audio back up."""
     calls, rate, ptime = 2, 16000, 20
     spf = rate * ptime // 1000
-    tts_bytes = 2 * rate + spf  # 1 s and half a frame: the last frame is short
+    tts_bytes = _ring.down_bytes(rate) - spf  # the whole ring less half a frame: the last frame is short
     rec_dir = tmp_path / "rec"
     found, ctl, summary = run(mediasim, shm_path, tmp_path, [
         "--seconds", "0", "--rate", str(rate), "--ptime", str(ptime), "--tracks", "both",

@@ -75,7 +75,6 @@ def test_layout_constants_match_the_header(layout):
     assert _ring.LAYOUT_VERSION == layout["SS_LAYOUT_VERSION"]
     assert _ring.FRAME_BYTES_MAX == layout["SS_FRAME_BYTES_MAX"]
     assert _ring.CTL_MSG_MAX == layout["SS_CTL_MSG_MAX"]
-    assert _ring.DOWN_BYTES == layout["SS_DOWN_BYTES"]
     assert _ring.HEARTBEAT_STALE_NS == layout["SS_HEARTBEAT_STALE_NS"]
 
 
@@ -185,12 +184,44 @@ def test_open_creates_with_mode_0660_whatever_the_umask(shm_path):
     p.close()
 
 
-def test_open_allocates_every_byte(shm_path):
-    """Allocated at creation: a write can never find a page the tmpfs has no room for."""
-    Pool.open(shm_path, 3).close()
-    st = os.stat(shm_path)
-    assert st.st_size == _ring.pool_bytes(3)
-    assert st.st_blocks * 512 >= st.st_size
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def test_pool_memory_follows_the_calls(shm_path):
+    """The headers are allocated with the pool; a call's rings, sized by its
+    rate and tracks, when it claims its slot (so no write finds a page the
+    tmpfs has no room for); freeing the slot gives them back."""
+    p = Pool.open(shm_path, 3)
+    assert os.stat(shm_path).st_size == _ring.pool_bytes(3)
+    fixed = _ring.pool_fixed_bytes(3)
+    assert allocated(shm_path) == fixed
+    narrow = ModuleStream(p, "narrow", "127.0.0.1:9", 8000)   # inbound only
+    assert allocated(shm_path) == fixed + _ring.call_bytes(8000, _ring.TRACKS_IN)
+    wide = ModuleStream(p, "wide", "127.0.0.1:9", 48000, tracks=_ring.TRACKS_IN | _ring.TRACKS_OUT)
+    both = _ring.call_bytes(8000, _ring.TRACKS_IN) + _ring.call_bytes(48000, 3)
+    assert allocated(shm_path) == fixed + both
+    for m in (narrow, wide):
+        p.watch(m.slot, m.generation)
+        m.write(_ring.TRACK_IN, b"\x01\x00" * 160, 1)
+        m.close()
+        p.free_slot(m.slot, m.generation)
+    assert allocated(shm_path) == fixed
+    p.close()
+
+
+def test_rings_are_sized_by_rate(layout):
+    """ss_layout.h's sizes: at least 3.5 s of 20 ms frames up (2.7 s at 48 kHz,
+    the largest ring), half a second of TTS down (0.68 s at 48 kHz)."""
+    up = {r: _ring.up_bytes(r) for r in (8000, 16000, 24000, 32000, 48000)}
+    assert up == {8000: 64 << 10, 16000: 128 << 10, 24000: 256 << 10, 32000: 256 << 10,
+                  48000: layout["SS_UP_BYTES"]}
+    down = {r: _ring.down_bytes(r) for r in (8000, 16000, 24000, 32000, 48000)}
+    assert down == {8000: 8 << 10, 16000: 16 << 10, 24000: 32 << 10, 32000: 32 << 10,
+                    48000: layout["SS_DOWN_BYTES"]}
+    assert _ring.call_bytes(8000, _ring.TRACKS_IN) == (64 + 8 + 2 * 16) << 10
+    frame = {r: _ring.frame_bytes_max(r) for r in (8000, 16000, 44100, 48000)}
+    assert frame == {8000: 1920, 16000: 3840, 44100: 10584, 48000: layout["SS_FRAME_BYTES_MAX"]}
 
 
 def test_open_reattaches_a_valid_pool(shm_path):

@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 from smartstream import _ring
 from smartstream._ring import Batch, MessageTooLarge, ModuleStream, Pool, RingFull
 
-DOWN_BYTES, FRAME_MAX, CTL_MAX = _ring.DOWN_BYTES, _ring.FRAME_BYTES_MAX, _ring.CTL_MSG_MAX
+RATE = 16000   # every Call here; its rings are sized for it
+UP_BYTES, DOWN_BYTES = _ring.up_bytes(RATE), _ring.down_bytes(RATE)
+FRAME_MAX, CTL_MAX = _ring.frame_bytes_max(RATE), _ring.CTL_MSG_MAX
 REC_HDR = 24
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=False,
@@ -86,7 +88,7 @@ class Call:
     def __init__(self, path, tracks=3):
         self.path = path
         self.pool = Pool.open(path, 1)
-        self.ms = ModuleStream(self.pool, "prop-" + uuid.uuid4().hex, "127.0.0.1:1", 16000,
+        self.ms = ModuleStream(self.pool, "prop-" + uuid.uuid4().hex, "127.0.0.1:1", RATE,
                                tracks=tracks)
         self.idx, self.gen = self.ms.slot, self.ms.generation
         self.pool.watch(self.idx, self.gen)
@@ -120,8 +122,7 @@ up_ops = st.lists(st.one_of(
 
 @SETTINGS
 @given(ops=up_ops)
-def test_audio_rings_deliver_exactly_what_was_written(layout, ops):
-    UP_BYTES = layout["SS_UP_BYTES"]
+def test_audio_rings_deliver_exactly_what_was_written(ops):
     """Writes of any allowed size interleaved with drains: each drain delivers
     the oldest queued frames, byte for byte, seq and ts intact; a reader that
     fell behind loses exactly the oldest frames (dropped counts them)."""
@@ -226,8 +227,7 @@ def fill_sizes(nbytes):
     # so that fewer than a header's bytes are left (skipped without a header),
     # then so that a header fits but the frame does not (a PAD record).
     "exact_end", "tiny_rest", "pad_record"])
-def test_wrap_and_full_edges(shm_path, layout, first):
-    UP_BYTES = layout["SS_UP_BYTES"]
+def test_wrap_and_full_edges(shm_path, first):
     c = Call(shm_path, tracks=1)
     try:
         m = RecRingModel(UP_BYTES, drop_oldest=True)

@@ -1,6 +1,6 @@
 /* test_private.c: a pool no one else can reach or break: owner, mode and
- * symlink checks on attach, memory allocated at creation (a full tmpfs is an
- * error, never a SIGBUS), one daemon per pool, and how the module tells a
+ * symlink checks on attach, memory allocated before it is touched (a full
+ * tmpfs is an error, never a SIGBUS), one daemon per pool, and how the module tells a
  * clean stop from a lost daemon. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -122,12 +122,11 @@ static void test_attach_refuses_a_symlink(void)
     expect_attach(link, SS_OWNER_OF_DIR, SS_E_PERM, want);
 }
 
-/* A pool only sized (as builds before this one made them) has holes a full
- * tmpfs turns into SIGBUS: the module refuses it, the daemon fills it in. */
-static void test_sparse_pool_refused_then_allocated(void)
+/* A pool only sized (all holes but its first page) gets its headers
+ * allocated by whoever attaches it; ring pages only come with calls. */
+static void test_sparse_pool_headers_allocated_on_attach(void)
 {
-    char path[CHECK_PATH_MAX], want[512];
-    ss_pool p;
+    char path[CHECK_PATH_MAX];
     make_pool(path, "sparse.pool", 2, 0660);
     ss_pool_hdr hdr;
     int fd = open(path, O_RDWR);
@@ -138,21 +137,14 @@ static void test_sparse_pool_refused_then_allocated(void)
     CHECK_EQ(pwrite(fd, &hdr, sizeof hdr, 0), sizeof hdr);
     struct stat st;
     CHECK_EQ(fstat(fd, &st), 0);
-    close(fd);
-    snprintf(want, sizeof want,
-             "pool %s is sparse: %llu of %llu bytes allocated (a write to the rest could SIGBUS)",
-             path, (unsigned long long)st.st_blocks * 512, (unsigned long long)ss_pool_bytes(2));
-    expect_attach(path, SS_OWNER_OF_DIR, SS_E_CORRUPT, want);
-
-    int reattached = 0;
-    char err[256];
-    CHECK_EQ(ss_daemon_open(path, 2, 0660, &p, &reattached, err, sizeof err), SS_OK);
-    CHECK_EQ(reattached, 1);
+    CHECK((uint64_t)st.st_blocks * 512 < ss_pool_fixed_bytes(2));
     expect_attach(path, SS_OWNER_OF_DIR, SS_OK, "");
-    ss_pool_detach(&p);
+    CHECK_EQ(fstat(fd, &st), 0);
+    CHECK_EQ((uint64_t)st.st_blocks * 512, ss_pool_fixed_bytes(2));
+    close(fd);
 }
 
-/* A 1 MiB tmpfs: room for one slot, not two. */
+/* A 1 MiB tmpfs: headers for 100 slots, rings for a few 8 kHz calls. */
 static int mount_small_tmpfs(char *dir)
 {
     strcpy(dir, "/tmp/ss-tmpfs-XXXXXX");
@@ -178,6 +170,16 @@ static void fill_up(const char *dir)
     close(fd);
 }
 
+static blkcnt_t blocks(const char *path)
+{
+    struct stat st;
+    CHECK_EQ(stat(path, &st), 0);
+    return st.st_blocks;
+}
+
+/* A full filesystem is an error at creation or at a call's claim, never a
+ * SIGBUS: every page a call touches is allocated before its first write,
+ * and a freed slot gives its pages back. */
 static void test_full_tmpfs(void)
 {
     char dir[64], path[128], err[256], want[512];
@@ -185,28 +187,52 @@ static void test_full_tmpfs(void)
     int reattached;
     if (!mount_small_tmpfs(dir))
         return;
-    snprintf(path, sizeof path, "%s/two.pool", dir);
-    CHECK_EQ(ss_pool_create(path, 2, 0660, &p, err, sizeof err), SS_E_SYS);
-    int n = snprintf(want, sizeof want, "pool %s needs %llu bytes (%llu per slot), its filesystem has ",
-                     path, (unsigned long long)ss_pool_bytes(2), (unsigned long long)sizeof(ss_slot));
+    snprintf(path, sizeof path, "%s/many.pool", dir);
+    CHECK_EQ(ss_pool_create(path, 200, 0660, &p, err, sizeof err), SS_E_SYS);
+    int n = snprintf(want, sizeof want, "pool %s needs %llu bytes of headers (%llu per slot, and "
+                     "%llu per 8 kHz call), its filesystem has ", path,
+                     (unsigned long long)ss_pool_fixed_bytes(200),
+                     (unsigned long long)SS_SLOT_DATA_OFFSET,
+                     (unsigned long long)ss_call_bytes(8000, SS_TRACKS_MASK_IN));
     CHECK(strncmp(err, want, (size_t)n) == 0);
     CHECK(strstr(err, "make it bigger (Docker: shm_size) or use fewer slots") != NULL);
     CHECK(access(path, F_OK) != 0);                             /* nothing half-made left */
-    CHECK_EQ(ss_daemon_open(path, 2, 0660, &p, &reattached, err, sizeof err), SS_E_SYS);
+    CHECK_EQ(ss_daemon_open(path, 200, 0660, &p, &reattached, err, sizeof err), SS_E_SYS);
     CHECK(strncmp(err, want, (size_t)n) == 0);
     CHECK(access(path, F_OK) != 0);
 
-    snprintf(path, sizeof path, "%s/one.pool", dir);
-    CHECK_EQ(ss_daemon_open(path, 1, 0660, &p, &reattached, err, sizeof err), SS_OK);
-    fill_up(dir);
-    /* Every byte of the pool is written on a full filesystem: no SIGBUS. */
+    snprintf(path, sizeof path, "%s/four.pool", dir);
+    CHECK_EQ(ss_daemon_open(path, 4, 0660, &p, &reattached, err, sizeof err), SS_OK);
+    CHECK_EQ(blocks(path) * 512, (blkcnt_t)ss_pool_fixed_bytes(4));
     ss_call c = {.uuid = "u", .target = "t:1", .channel_rate = 8000, .tracks = SS_TRACKS_MASK_IN};
-    ss_stream s;
+    ss_stream s, t;
     CHECK_EQ(ss_stream_open(&p, &c, &s, err, sizeof err), SS_OK);
+    CHECK_EQ(blocks(path) * 512, (blkcnt_t)(ss_pool_fixed_bytes(4) + ss_call_bytes(8000, c.tracks)));
+    fill_up(dir);
+    /* Every ring the call uses is written on a full filesystem: no SIGBUS. */
     int16_t frame[160] = {0};
     for (int i = 0; i < 4000; i++)                              /* the up ring wraps several times */
         CHECK_EQ(ss_stream_write(&s, SS_TRACK_IN, (uint64_t)i, frame, 160), SS_OK);
-    memset(p.base + SS_POOL_HDR_BYTES, 0x5a, p.bytes - SS_POOL_HDR_BYTES);
+    ss_slot_rings d;
+    ss_slot_rings_init(s.slot, 8000, &d);
+    static uint8_t tts[SS_DOWN_BYTES];
+    CHECK_EQ(ss_byte_write(&d.down, tts, sizeof tts), ss_down_bytes(8000));
+    static char msg[SS_CTL_MSG_MAX];
+    while (ss_stream_post(&s, SS_CTL_PAYLOAD, msg, sizeof msg) == SS_OK)
+        ;
+    while (ss_rec_write(&d.ctl_out, SS_CTL_EVENT, 0, 0, msg, sizeof msg, 0) == SS_OK)
+        ;
+    /* No room for a second call: refused, its slot free again. */
+    CHECK_EQ(ss_stream_open(&p, &c, &t, err, sizeof err), SS_E_SYS);
+    CHECK(strncmp(err, "pool memory full: ", 18) == 0);
+    uint32_t gen;
+    CHECK_EQ(ss_slot_state(ss_pool_slot(&p, 1), &gen), SS_SLOT_FREE);
+    /* The first call ends; freeing its slot gives the pages to the next. */
+    CHECK_EQ(ss_stream_close(&s, SS_END_HANGUP), SS_OK);
+    CHECK_EQ(ss_slot_free(&p, s.idx, s.gen), SS_OK);
+    CHECK_EQ(ss_stream_open(&p, &c, &t, err, sizeof err), SS_OK);
+    for (int i = 0; i < 4000; i++)
+        CHECK_EQ(ss_stream_write(&t, SS_TRACK_IN, (uint64_t)i, frame, 160), SS_OK);
     ss_pool_detach(&p);
     CHECK_EQ(umount2(dir, MNT_DETACH), 0);
     CHECK_EQ(rmdir(dir), 0);
@@ -314,7 +340,7 @@ const check_case private_cases[] = {
     CASE(test_attach_refuses_another_owner),
     CASE(test_attach_refuses_bits_for_others),
     CASE(test_attach_refuses_a_symlink),
-    CASE(test_sparse_pool_refused_then_allocated),
+    CASE(test_sparse_pool_headers_allocated_on_attach),
     CASE(test_full_tmpfs),
     CASE(test_other_user_cannot_truncate_or_replace),
     CASE(test_second_daemon_refused),

@@ -34,7 +34,7 @@ static void open_ok(ss_pool *p, const char *uuid, ss_stream *s)
 static ss_slot_rings daemon_rings(ss_stream *s)
 {
     ss_slot_rings r;
-    ss_slot_rings_init(s->slot, &r);
+    ss_slot_rings_init(s->slot, s->slot->hdr.channel_rate, &r);
     return r;
 }
 
@@ -84,7 +84,7 @@ static void test_stream_open_without_daemon(void)
         CHECK_EQ(ss_stream_write(&s, SS_TRACK_IN, 0, pcm, SPF), SS_OK);
     }
     uint64_t dropped = atomic_load(&s.slot->up[SS_TRACK_IN].dropped);
-    CHECK_EQ(dropped, 1000 - SS_UP_BYTES / (24 + 2 * SPF));
+    CHECK_EQ(dropped, 1000 - ss_up_bytes(8000) / (24 + 2 * SPF));
 
     ss_daemon_heartbeat(&p, ss_now_ns());                       /* the daemon is back */
     uint32_t gen;
@@ -209,7 +209,7 @@ static void test_stream_pool_full(void)
     CHECK_STR(err, "pool full: no free slot");
     CHECK_EQ(ss_stream_close(&a, SS_END_HANGUP), SS_OK);
     CHECK_EQ(ss_stream_open(&p, &call, &c, err, sizeof err), SS_E_NOSLOT); /* CLOSING is not free */
-    CHECK_EQ(ss_slot_free(a.slot, a.gen), SS_OK);
+    CHECK_EQ(ss_slot_free(&p, a.idx, a.gen), SS_OK);
     CHECK_EQ(ss_stream_open(&p, &call, &c, err, sizeof err), SS_OK);
     CHECK_EQ(c.idx, 0);
     CHECK_EQ(c.gen, 2);
@@ -229,11 +229,11 @@ static void test_stream_life_cycle_and_stale_generations(void)
     CHECK_EQ(atomic_load(&old.slot->hdr.end_reason), SS_END_STOP);
     CHECK_EQ(ss_stream_close(&old, SS_END_UNLOAD), SS_E_STATE);
     CHECK_EQ(atomic_load(&old.slot->hdr.end_reason), SS_END_STOP); /* the first close's */
-    CHECK_EQ(ss_slot_free(old.slot, old.gen + 1), SS_E_STALE);
-    CHECK_EQ(ss_slot_free(old.slot, old.gen), SS_OK);
+    CHECK_EQ(ss_slot_free(&p, old.idx, old.gen + 1), SS_E_STALE);
+    CHECK_EQ(ss_slot_free(&p, old.idx, old.gen), SS_OK);
     CHECK_EQ(ss_slot_state(old.slot, &gen), SS_SLOT_FREE);
-    CHECK_EQ(ss_slot_free(old.slot, old.gen), SS_E_STATE);
-    CHECK_EQ(ss_slot_free(old.slot, old.gen), SS_E_STATE);
+    CHECK_EQ(ss_slot_free(&p, old.idx, old.gen), SS_E_STATE);
+    CHECK_EQ(ss_slot_free(&p, old.idx, old.gen), SS_E_STATE);
 
     open_ok(&p, "second", &cur);
     CHECK(cur.slot == old.slot);
@@ -243,7 +243,7 @@ static void test_stream_life_cycle_and_stale_generations(void)
     int16_t pcm[SPF] = {0};
     CHECK_EQ(ss_stream_write(&old, SS_TRACK_IN, 0, pcm, SPF), SS_E_STALE); /* not into cur's ring */
     CHECK_EQ(ss_ring_used(&cur.rings.up[SS_TRACK_IN]), 0);
-    CHECK_EQ(ss_slot_free(cur.slot, old.gen), SS_E_STALE);
+    CHECK_EQ(ss_slot_free(&p, cur.idx, old.gen), SS_E_STALE);
     CHECK_EQ(ss_slot_state(cur.slot, &gen), SS_SLOT_ACTIVE);
     CHECK_EQ(gen, cur.gen);
     CHECK_EQ(ss_stream_close(&cur, SS_END_HANGUP), SS_OK);
@@ -265,7 +265,7 @@ static void test_stream_scribbled_generation_is_released(void)
     CHECK_EQ(ss_stream_close(&a, SS_END_HANGUP), SS_E_CORRUPT);
     CHECK_EQ(ss_slot_state(a.slot, &gen), SS_SLOT_CLOSING);
     CHECK_EQ(gen, a.gen);
-    CHECK_EQ(ss_slot_free(a.slot, a.gen), SS_OK);
+    CHECK_EQ(ss_slot_free(&p, a.idx, a.gen), SS_OK);
     open_ok(&p, "next", &b);                                    /* the only slot: not stuck */
     CHECK_EQ(ss_stream_close(&a, SS_END_HANGUP), SS_E_STALE);   /* the old handle cannot touch it */
     CHECK_EQ(ss_stream_close(&b, SS_END_HANGUP), SS_OK);
@@ -286,7 +286,7 @@ static void test_stream_reopen_starts_clean(void)
     CHECK_EQ(ss_rec_write(&d.ctl_out, SS_CTL_MARK, 0, 0, "m", 1, 0), SS_OK);
     CHECK_EQ(ss_stream_post(&a, SS_CTL_PAYLOAD, "{}", 2), SS_OK);
     CHECK_EQ(ss_stream_close(&a, SS_END_HANGUP), SS_OK);
-    CHECK_EQ(ss_slot_free(a.slot, a.gen), SS_OK);
+    CHECK_EQ(ss_slot_free(&p, a.idx, a.gen), SS_OK);
 
     open_ok(&p, "b", &b);
     CHECK_EQ(ss_ring_used(&b.rings.up[SS_TRACK_IN]), 0);
@@ -316,8 +316,11 @@ static void test_stream_write_frames(void)
     CHECK_EQ(ss_stream_write(&s, SS_TRACK_OUT, 9, pcm, SPF), SS_OK);
     CHECK_EQ(ss_stream_write(&s, SS_TRACKS, 0, pcm, SPF), SS_E_ARG);
     static int16_t big[SS_FRAME_BYTES_MAX / 2 + 1];
+    uint32_t most = ss_frame_bytes_max(8000) / 2;               /* 120 ms at the call's rate */
+    CHECK_EQ(most, 960);
+    CHECK_EQ(ss_stream_write(&s, SS_TRACK_IN, 0, big, most + 1), SS_E_TOOBIG);
     CHECK_EQ(ss_stream_write(&s, SS_TRACK_IN, 0, big, SS_FRAME_BYTES_MAX / 2 + 1), SS_E_TOOBIG);
-    CHECK_EQ(ss_stream_write(&s, SS_TRACK_IN, 0, big, SS_FRAME_BYTES_MAX / 2), SS_OK);
+    CHECK_EQ(ss_stream_write(&s, SS_TRACK_IN, 0, big, most), SS_OK);
 
     static _Alignas(8) uint8_t out[4 * (SS_FRAME_BYTES_MAX + SS_REC_HDR)];
     uint32_t n;
@@ -399,7 +402,7 @@ static void test_stream_write_never_blocks(void)
         CHECK_EQ(ss_stream_write(&s, SS_TRACK_IN, 0, pcm, SPF), SS_OK);
     ss_slot_rings d = daemon_rings(&s);
     uint64_t dropped = atomic_load(&s.slot->up[SS_TRACK_IN].dropped);
-    CHECK_EQ(dropped, 1000 - SS_UP_BYTES / (24 + 2 * SPF));     /* 344-byte records: 762 fit */
+    CHECK_EQ(dropped, 1000 - ss_up_bytes(8000) / (24 + 2 * SPF));     /* 344-byte records: 762 fit */
     ss_rec h;
     uint64_t first = UINT64_MAX, count = 0, last = 0;
     while (ss_rec_pop(&d.up[SS_TRACK_IN], &h) == 1) {
@@ -472,7 +475,7 @@ static void test_stream_read_tts_paused(void)
 
     atomic_store(&s.slot->hdr.tts_paused, 1);
     CHECK_EQ(ss_stream_close(&s, SS_END_HANGUP), SS_OK);
-    CHECK_EQ(ss_slot_free(s.slot, s.gen), SS_OK);
+    CHECK_EQ(ss_slot_free(&p, s.idx, s.gen), SS_OK);
     open_ok(&p, "q", &s);
     CHECK_EQ(atomic_load(&s.slot->hdr.tts_paused), 0);
     ss_pool_detach(&p);
@@ -582,7 +585,7 @@ static void test_stream_control_ring_full(void)
     static char big[SS_CTL_MSG_MAX];
     open_ok(&p, "full", &s);
     ss_slot_rings d = daemon_rings(&s);
-    for (int i = 0; i < 3; i++)                                 /* 3 x 8216 of 32768 */
+    for (int i = 0; i < 2; i++)                                 /* 2 x 8192 of 16384 */
         CHECK_EQ(ss_stream_post(&s, SS_CTL_PAYLOAD, big, sizeof big), SS_OK);
     CHECK_EQ(ss_stream_post(&s, SS_CTL_PAYLOAD, big, sizeof big), SS_E_FULL);
     CHECK_EQ(atomic_load(&s.slot->ctl_in.rejected), 1);
@@ -591,6 +594,17 @@ static void test_stream_control_ring_full(void)
     CHECK_EQ(ss_rec_pop(&d.ctl_in, &h), 1);
     CHECK_EQ(h.seq, 0);
     CHECK_EQ(ss_stream_post(&s, SS_CTL_PAYLOAD, big, sizeof big), SS_OK);
+    while (ss_rec_pop(&d.ctl_in, &h) == 1)
+        ;
+    /* Emptied at any position, the ring takes the largest message (a pad to
+     * its end is always shorter than the record). */
+    for (uint32_t shift = 0; shift < SS_CTL_BYTES; shift += 8 * 127) {
+        CHECK_EQ(ss_stream_post(&s, SS_CTL_PAYLOAD, big, shift % SS_CTL_MSG_MAX), SS_OK);
+        CHECK_EQ(ss_rec_pop(&d.ctl_in, &h), 1);
+        CHECK_EQ(ss_stream_post(&s, SS_CTL_PAYLOAD, big, sizeof big), SS_OK);
+        while (ss_rec_pop(&d.ctl_in, &h) == 1)
+            ;
+    }
     ss_pool_detach(&p);
 }
 

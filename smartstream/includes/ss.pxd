@@ -16,6 +16,9 @@ cdef extern from "ss_layout.h" nogil:
     uint64_t SS_HEARTBEAT_STALE_MAX_NS
     int SS_UUID_MAX, SS_TARGET_MAX, SS_NUMBER_MAX, SS_CODEC_MAX, SS_META_MAX
     uint32_t SS_SLOT_F_TLS
+    uint32_t ss_up_bytes(uint32_t rate)
+    uint32_t ss_down_bytes(uint32_t rate)
+    uint32_t ss_frame_bytes_max(uint32_t rate)
 
     enum:
         SS_SLOT_FREE, SS_SLOT_CLAIMED, SS_SLOT_ACTIVE, SS_SLOT_CLOSING
@@ -120,12 +123,14 @@ cdef extern from "ss_pool.h" nogil:
     int ss_pool_attach_as(const char *path, unsigned int owner, ss_pool *out, char *err,
                           size_t errlen)
     uint64_t ss_pool_bytes(uint32_t slots)
+    uint64_t ss_pool_fixed_bytes(uint32_t slots)
+    uint64_t ss_call_bytes(uint32_t rate, uint32_t tracks)
     int ss_pool_daemon_health(const ss_pool *p, uint64_t now_ns)
     const char *ss_health_name(int health)
     uint64_t ss_pool_stale_ns(const ss_pool *p)
     void ss_pool_detach(ss_pool *p)
     ss_slot *ss_pool_slot(const ss_pool *p, uint32_t idx)
-    void ss_slot_rings_init(ss_slot *s, ss_slot_rings *out)
+    void ss_slot_rings_init(ss_slot *s, uint32_t rate, ss_slot_rings *out)
     int ss_pool_daemon_alive(const ss_pool *p, uint64_t now_ns)
 
 
@@ -138,7 +143,7 @@ cdef extern from "ss_daemon.h" nogil:
     uint32_t ss_slot_state(const ss_slot *s, uint32_t *gen)
     int ss_slot_attach(ss_slot *s, uint32_t gen)
     void ss_slot_set_link(ss_slot *s, uint32_t gen, uint32_t link)
-    int ss_slot_free(ss_slot *s, uint32_t gen)
+    int ss_slot_free(ss_pool *p, uint32_t idx, uint32_t gen)
 
 
 cdef extern from "ss_stream.h" nogil:
