@@ -10,6 +10,7 @@ the network: the transport owns that.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -48,7 +49,7 @@ class Gateway:
         self._sub_batch = _ring.Batch()
         self._throttle = Throttle(log)
         self._stale = 0                 # router.stale already counted in the metrics
-        self._task: asyncio.Task | None = None
+        self._timer: asyncio.TimerHandle | None = None   # the ticker's next wake-up
         self.ticks = 0
         log.info("pool %s %s: %d slots", config.pool_path,
                  "re-attached" if self.pool.reattached else "created", self.pool.slot_count)
@@ -77,43 +78,60 @@ class Gateway:
             self.tick()   # pick up live slots at once: a restarted daemon resumes them now
         except Exception:   # the ticker retries every cadence; the daemon must start
             log.exception("first tick failed")
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
+        # What start-up made (modules, descriptors, settings) lives as long as
+        # the daemon: out of the collector's sight, a full collection at
+        # thousands of calls walks only the calls.
+        gc.freeze()
+        self._loop = asyncio.get_running_loop()
         cadence = self.config.cadence_ms / 1000
         # Sub-ticks only where the Router sends by itself (FAST routes); the
         # grpcio transport sends every frame from Python, once a tick.
-        period = min(self.config.drain_period_ms / 1000 if self.transport.sub_ticks else cadence,
-                     cadence)
-        due = time.monotonic() + cadence
-        while True:
-            sub = due - cadence + period
-            while self.calls and sub < due - period / 2:   # none idle, none just before the tick
-                await asyncio.sleep(max(0.0, sub - time.monotonic()))
-                try:
-                    self.sub_tick()
-                except Exception:   # up to hundreds a second: throttled
-                    self._throttle.log(logging.ERROR, "sub-tick", "sub-tick failed", exc_info=True)
-                sub = max(sub, time.monotonic()) + period   # late: skip, do not burst
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            late = time.monotonic() - due
+        self._period = min(self.config.drain_period_ms / 1000 if self.transport.sub_ticks
+                           else cadence, cadence)
+        self._due = time.monotonic() + cadence
+        self._sub = self._due - cadence + self._period
+        self._arm()
+
+    # The ticker is a chain of loop timers, not a task sleeping in a loop: a
+    # wake-up then costs one timer callback, no future, task step or
+    # coroutine resume (about 40 us less on a 2-core VM, at 200 a second).
+    def _arm(self) -> None:
+        """Schedule the next sub-tick (there are calls and one fits before the
+        tick, not just before it) or else the tick."""
+        now = time.monotonic()
+        if self.calls and self._sub < self._due - self._period / 2:
+            self._timer = self._loop.call_later(max(0.0, self._sub - now), self._on_sub_tick)
+        else:
+            self._timer = self._loop.call_later(max(0.0, self._due - now), self._on_tick)
+
+    def _on_sub_tick(self) -> None:
+        try:
+            self.sub_tick()
+        except Exception:   # up to hundreds a second: throttled
+            self._throttle.log(logging.ERROR, "sub-tick", "sub-tick failed", exc_info=True)
+        finally:
+            self._sub = max(self._sub, time.monotonic()) + self._period   # late: skip, do not burst
+            self._arm()
+
+    def _on_tick(self) -> None:
+        cadence = self.config.cadence_ms / 1000
+        late = time.monotonic() - self._due
+        try:
             self.metrics.tick_lateness.observe(max(late, 0.0))
-            try:
-                self.tick()
-            except Exception:
-                log.exception("tick failed")   # one bad tick must not stop the gateway
-            due += cadence
+            self.tick()
+        except Exception:
+            log.exception("tick failed")   # one bad tick must not stop the gateway
+        finally:
+            self._due += cadence
             if late > cadence:   # fell behind: skip, do not burst
-                due = time.monotonic() + cadence
+                self._due = time.monotonic() + cadence
+            self._sub = self._due - cadence + self._period
+            self._arm()
 
     async def stop(self) -> None:
         """End every stream with StreamEnd (the calls go on; a new daemon resumes them)."""
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        if self._timer is not None:
+            self._timer.cancel()
         self.tick()   # last frames out first
         self.pool.leave()   # no more ticks: "stopped" now, not "lost" if closing takes a while
         for call in list(self.calls.values()):
