@@ -12,31 +12,10 @@
 
 #define SS_STATE_TRIES 64
 
-/* Under the lock: make the file we created a pool, or re-attach the one
- * found, which must be valid (anything else is left as it is). */
-static int open_locked(int fd, int created, const char *path, uint32_t slots, mode_t mode,
-                       ss_pool *out, int *reattached, char *err, size_t errlen)
+/* One daemon per pool, for its whole life: the lock goes with the fd. */
+static int lock_pool(int fd, const char *path, char *err, size_t errlen)
 {
-    struct stat st;
-    int rc = ss_pool_check_private(fd, path, geteuid(), &st, err, errlen);
-    if (rc == SS_OK && created) {
-        rc = ss_pool_init_fd(fd, path, slots, mode, out, err, errlen);
-        if (rc)
-            unlink(path);
-        return rc;
-    }
-    if (rc == SS_OK)
-        rc = ss_pool_map_fd(fd, path, &st, out, err, errlen);
-    *reattached = rc == SS_OK;
-    return rc;
-}
-
-/* One daemon per pool, for its whole life: the lock goes with the fd. The
- * creator waits for it (a daemon that opened our new file in between only
- * holds it to refuse the empty file); any other open must get it at once. */
-static int lock_pool(int fd, int created, const char *path, char *err, size_t errlen)
-{
-    if (flock(fd, created ? LOCK_EX : LOCK_EX | LOCK_NB) == 0)
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
         return SS_OK;
     int e = errno;
     uint32_t pid = 0;
@@ -51,32 +30,42 @@ static int lock_pool(int fd, int created, const char *path, char *err, size_t er
     return SS_E_BUSY;
 }
 
+/* The pool at path, under the lock; it must be valid (anything else is left
+ * as it is). SS_E_NODAEMON: there is none. */
+static int reattach(const char *path, ss_pool *out, int *reattached, char *err, size_t errlen)
+{
+    int fd = ss_pool_open_fd(path, 0, 0, err, errlen);
+    if (fd < 0)
+        return fd;
+    struct stat st;
+    int rc = lock_pool(fd, path, err, errlen);
+    if (rc == SS_OK)
+        rc = ss_pool_check_private(fd, path, geteuid(), &st, err, errlen);
+    if (rc == SS_OK)
+        rc = ss_pool_map_fd(fd, path, &st, out, err, errlen);
+    if (rc)
+        close(fd);
+    *reattached = rc == SS_OK;
+    return rc;
+}
+
 int ss_daemon_open(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
                    int *reattached, char *err, size_t errlen)
 {
     *reattached = 0;
     int rc = ss_pool_check_mode(mode, err, errlen);
-    if (rc)
-        return rc;
-    int created = 1;
-    int fd = ss_pool_open_fd(path, O_CREAT | O_EXCL, mode, err, errlen);
-    if (fd == SS_E_SYS && errno == EEXIST) {
-        created = 0;
-        fd = ss_pool_open_fd(path, 0, 0, err, errlen);
-    } else if (fd == SS_E_NODAEMON) {
-        snprintf(err, errlen, "create %s: no such directory: make it 0750, owned by this user, "
-                 "group FreeSWITCH's (systemd: RuntimeDirectory=)", path);
-        return SS_E_SYS;
-    }
-    if (fd < 0)
-        return fd;
-    rc = lock_pool(fd, created, path, err, errlen);
     if (rc == SS_OK)
-        rc = open_locked(fd, created, path, slots, mode, out, reattached, err, errlen);
-    if (rc) {
-        close(fd);
-        return rc;
+        rc = reattach(path, out, reattached, err, errlen);
+    if (rc == SS_E_NODAEMON) {      /* none yet: make it */
+        rc = ss_pool_create_locked(path, slots, mode, 1, out, err, errlen);
+        if (rc == SS_E_SYS && errno == EEXIST)      /* another daemon made it meanwhile */
+            rc = reattach(path, out, reattached, err, errlen);
+        else if (rc == SS_E_NODAEMON)
+            snprintf(err, errlen, "create %s: no such directory: make it 0750, owned by this "
+                     "user, group FreeSWITCH's (systemd: RuntimeDirectory=)", path);
     }
+    if (rc)
+        return rc == SS_E_NODAEMON ? SS_E_SYS : rc;
     ss_pool_hdr *h = out->hdr;
     atomic_store_explicit(&h->daemon_pid, (uint32_t)getpid(), memory_order_relaxed);
     atomic_fetch_add_explicit(&h->daemon_epoch, 1, memory_order_relaxed);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -184,8 +185,8 @@ int ss_pool_allocate(int fd, const char *path, uint32_t slots, char *err, size_t
     return SS_OK;
 }
 
-int ss_pool_init_fd(int fd, const char *path, uint32_t slots, mode_t mode, ss_pool *out,
-                    char *err, size_t errlen)
+static int init_fd(int fd, const char *path, uint32_t slots, mode_t mode, ss_pool *out,
+                   char *err, size_t errlen)
 {
     if (slots == 0 || slots > SS_SLOTS_MAX)
         return fail(err, errlen, SS_E_ARG, "slot count %u out of range 1..%u", slots, SS_SLOTS_MAX);
@@ -219,23 +220,48 @@ int ss_pool_init_fd(int fd, const char *path, uint32_t slots, mode_t mode, ss_po
     return SS_OK;
 }
 
-int ss_pool_create(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
-                   char *err, size_t errlen)
+/* The pool is built under a temporary name and linked at path when its
+ * header is complete: whoever opens path finds a whole pool or none (a
+ * module attaching while the daemon starts would otherwise read magic 0).
+ * lock: the daemon's lock is taken before the pool has a name, so no other
+ * daemon can hold it first. */
+int ss_pool_create_locked(const char *path, uint32_t slots, mode_t mode, int lock,
+                          ss_pool *out, char *err, size_t errlen)
 {
     if (slots == 0 || slots > SS_SLOTS_MAX)
         return fail(err, errlen, SS_E_ARG, "slot count %u out of range 1..%u", slots, SS_SLOTS_MAX);
     int rc = ss_pool_check_mode(mode, err, errlen);
     if (rc)
         return rc;
-    int fd = ss_pool_open_fd(path, O_CREAT | O_EXCL, mode, err, errlen);
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.new-%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return fail(err, errlen, SS_E_ARG, "pool path too long: %s", path);
+    unlink(tmp);    /* left by a start of ours that died here */
+    int fd = ss_pool_open_fd(tmp, O_CREAT | O_EXCL, mode, err, errlen);
     if (fd < 0)
         return fd;
-    rc = ss_pool_init_fd(fd, path, slots, mode, out, err, errlen);
-    if (rc) {
-        unlink(path);
-        close(fd);
+    int e = 0;
+    if (lock && flock(fd, LOCK_EX | LOCK_NB) < 0)
+        rc = fail(err, errlen, SS_E_SYS, "lock %s: %s", tmp, strerror(errno));
+    if (rc == SS_OK)
+        rc = init_fd(fd, path, slots, mode, out, err, errlen);
+    if (rc == SS_OK && link(tmp, path) < 0) {
+        e = errno;
+        rc = fail(err, errlen, SS_E_SYS, "create %s: %s", path, strerror(e));
+        ss_pool_detach(out);        /* and its fd */
+        fd = -1;
     }
+    unlink(tmp);
+    if (rc && fd >= 0)
+        close(fd);
+    errno = e;      /* EEXIST: another pool got the name first */
     return rc;
+}
+
+int ss_pool_create(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
+                   char *err, size_t errlen)
+{
+    return ss_pool_create_locked(path, slots, mode, 0, out, err, errlen);
 }
 
 /* Validate the header through the fd, then map the size it gives. The

@@ -49,11 +49,15 @@ uint64_t ss_pool_fixed_bytes(uint32_t slots);
 /* Ring pages one call of that rate and tracks (SS_TRACKS_MASK_*) uses. */
 uint64_t ss_call_bytes(uint32_t rate, uint32_t tracks);
 
-/* Create a new pool file (fails if it exists) with the given mode, which may
- * not have bits for others. Its headers are allocated now (posix_fallocate):
+/* Create a new pool file with the given mode, which may not have bits for
+ * others; path appears only once the pool is complete (SS_E_SYS with errno
+ * EEXIST if it exists). Its headers are allocated now (posix_fallocate):
  * SS_E_SYS, saying how much is needed, if the filesystem has too little. */
 int ss_pool_create(const char *path, uint32_t slots, mode_t mode, ss_pool *out,
                    char *err, size_t errlen);
+/* The same, holding the one-daemon lock (flock) from before path appears. */
+int ss_pool_create_locked(const char *path, uint32_t slots, mode_t mode, int lock,
+                          ss_pool *out, char *err, size_t errlen);
 /* Map an existing pool file after validating it: not a symlink, a regular
  * file owned by owner (or SS_OWNER_OF_DIR) with no bits for others
  * (SS_E_PERM), a known layout, every header allocated (SS_E_CORRUPT). */
@@ -69,8 +73,6 @@ int ss_pool_open_fd(const char *path, int flags, mode_t mode, char *err, size_t 
 int ss_pool_check_private(int fd, const char *path, uid_t owner, struct stat *st,
                           char *err, size_t errlen);
 int ss_pool_allocate(int fd, const char *path, uint32_t slots, char *err, size_t errlen);
-int ss_pool_init_fd(int fd, const char *path, uint32_t slots, mode_t mode, ss_pool *out,
-                    char *err, size_t errlen);
 int ss_pool_map_fd(int fd, const char *path, const struct stat *st, ss_pool *out,
                    char *err, size_t errlen);
 

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "check.h"
 #include "ss_daemon.h"
@@ -252,6 +253,52 @@ static void test_daemon_open_refuses_a_foreign_file(void)
     CHECK_EQ(st.st_size, sizeof junk);
 }
 
+/* A pool appears at its path only when complete: an attach racing its
+ * creation finds a whole pool or none, never a header of zeros (a module
+ * starting a call while the daemon starts used to read "bad magic 0"). */
+static void test_create_is_never_seen_half_made(void)
+{
+    char path[CHECK_PATH_MAX], err[256];
+    int done[2];
+    check_path(path, "race.pool");
+    CHECK_EQ(pipe(done), 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {               /* attach as fast as it can until the pipe closes */
+        long whole = 0, half = 0;
+        char byte;
+        close(done[1]);
+        fcntl(done[0], F_SETFL, O_NONBLOCK);
+        while (read(done[0], &byte, 1) < 0) {
+            ss_pool p;
+            int rc = ss_pool_attach(path, &p, err, sizeof err);
+            if (rc == SS_OK) {
+                whole++;
+                ss_pool_detach(&p);
+            } else if (rc != SS_E_NODAEMON) {
+                half++;
+            }
+        }
+        _exit(half ? 1 : whole ? 0 : 2);
+    }
+    close(done[0]);
+    for (int i = 0; i < 400; i++) {
+        ss_pool p;
+        CHECK_EQ(ss_pool_create(path, 64, 0600, &p, err, sizeof err), SS_OK);
+        usleep(100);                /* long enough to be found whole */
+        ss_pool_detach(&p);
+        CHECK_EQ(unlink(path), 0);
+    }
+    close(done[1]);
+    int status;
+    CHECK_EQ(waitpid(child, &status, 0), child);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);   /* 1: saw a half-made pool; 2: never saw one at all */
+    char tmp[CHECK_PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.new-%ld", path, (long)getpid());
+    CHECK(access(tmp, F_OK) < 0);      /* no temporary name left behind */
+}
+
 const check_case pool_cases[] = {
     CASE(test_pool_create_and_attach),
     CASE(test_pool_create_rejects_slot_counts),
@@ -260,5 +307,6 @@ const check_case pool_cases[] = {
     CASE(test_pool_heartbeat_goes_stale),
     CASE(test_daemon_open_reattaches),
     CASE(test_daemon_open_refuses_a_foreign_file),
+    CASE(test_create_is_never_seen_half_made),
     {0, 0},
 };
