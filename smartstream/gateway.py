@@ -94,7 +94,7 @@ class Gateway:
 
     # The ticker is a chain of loop timers, not a task sleeping in a loop: a
     # wake-up then costs one timer callback, no future, task step or
-    # coroutine resume (about 40 us less on a 2-core VM, at 200 a second).
+    # coroutine resume (25-35 us less a wake-up on the 2-core test VM).
     def _arm(self) -> None:
         """Schedule the next sub-tick (there are calls and one fits before the
         tick, not just before it) or else the tick."""
