@@ -44,9 +44,14 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
+static uint64_t slot_offset(uint32_t idx)
+{
+    return SS_POOL_HDR_BYTES + (uint64_t)idx * sizeof(ss_slot);
+}
+
 uint64_t ss_pool_bytes(uint32_t slots)
 {
-    return SS_POOL_HDR_BYTES + (uint64_t)slots * sizeof(ss_slot);
+    return slot_offset(slots);    /* where a slot after the last would start */
 }
 
 uint64_t ss_pool_fixed_bytes(uint32_t slots)
@@ -63,11 +68,6 @@ uint64_t ss_call_bytes(uint32_t rate, uint32_t tracks)
 
 _Static_assert(offsetof(ss_slot, ctl_out_data) == offsetof(ss_slot, ctl_in_data) + SS_CTL_BYTES,
                "ss_slot_alloc allocates both control rings in one range");
-
-static uint64_t slot_offset(uint32_t idx)
-{
-    return SS_POOL_HDR_BYTES + (uint64_t)idx * sizeof(ss_slot);
-}
 
 int ss_pool_validate(const void *mem, size_t len, char *err, size_t errlen)
 {

@@ -60,7 +60,8 @@ int ss_pool_create_locked(const char *path, uint32_t slots, mode_t mode, int loc
                           ss_pool *out, char *err, size_t errlen);
 /* Map an existing pool file after validating it: not a symlink, a regular
  * file owned by owner (or SS_OWNER_OF_DIR) with no bits for others
- * (SS_E_PERM), a known layout, every header allocated (SS_E_CORRUPT). */
+ * (SS_E_PERM), a known layout (SS_E_CORRUPT); headers not yet allocated
+ * are allocated now (SS_E_SYS if the filesystem is full). */
 int ss_pool_attach_as(const char *path, uid_t owner, ss_pool *out, char *err, size_t errlen);
 /* ss_pool_attach_as(path, SS_OWNER_OF_DIR, ...). */
 int ss_pool_attach(const char *path, ss_pool *out, char *err, size_t errlen);

@@ -184,6 +184,13 @@ cdef str field(const char *p, size_t cap, str name, uint32_t idx):
         raise SlotError(f"slot {idx}: {name} is not valid UTF-8") from None
 
 
+cdef int check_rate(uint32_t idx, str name, uint32_t rate) except -1:
+    """A rate the module wrote into a call header: SlotError unless 8000..48000."""
+    if not 8000 <= rate <= 48000:
+        raise SlotError(f"slot {idx}: {name} {rate} outside 8000..48000")
+    return 0
+
+
 cdef inline bint live(ss.ss_slot *s, uint32_t gen) noexcept:
     """Does the slot still hold call gen, its rings still its own?"""
     cdef uint32_t g
@@ -351,10 +358,9 @@ cdef class Pool:
             metadata=field(h.metadata, ss.SS_META_MAX, "metadata", idx),
             channel_rate=h.channel_rate, requested_rate=h.requested_rate,
             tracks=h.tracks, flags=h.flags, started_ns=h.started_ns)
-        if not 8000 <= h.channel_rate <= 48000:
-            raise SlotError(f"slot {idx}: channel_rate {h.channel_rate} outside 8000..48000")
-        if h.requested_rate and not 8000 <= h.requested_rate <= 48000:
-            raise SlotError(f"slot {idx}: requested_rate {h.requested_rate} outside 8000..48000")
+        check_rate(idx, "channel_rate", h.channel_rate)
+        if h.requested_rate:
+            check_rate(idx, "requested_rate", h.requested_rate)
         if h.tracks == 0 or h.tracks > (TRACKS_IN | TRACKS_OUT):
             raise SlotError(f"slot {idx}: tracks {h.tracks} is not inbound/outbound/both")
         if not info["uuid"]:
@@ -374,8 +380,7 @@ cdef class Pool:
         cdef uint32_t rate = s.hdr.channel_rate
         if gen == 0:
             raise SlotError("generation 0 is never a call")
-        if not 8000 <= rate <= 48000:
-            raise SlotError(f"slot {idx}: channel_rate {rate} outside 8000..48000")
+        check_rate(idx, "channel_rate", rate)
         ss.ss_slot_rings_init(s, rate, &self.rings[idx])   # as the module sized them
         if self.watch_gen[idx] == 0:
             self.watch_list[self.n_watch] = idx

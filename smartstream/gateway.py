@@ -83,7 +83,7 @@ class Gateway:
         # thousands of calls walks only the calls.
         gc.freeze()
         self._loop = asyncio.get_running_loop()
-        cadence = self.config.cadence_ms / 1000
+        cadence = self._cadence = self.config.cadence_ms / 1000
         # Sub-ticks only where the Router sends by itself (FAST routes); the
         # grpcio transport sends every frame from Python, once a tick.
         self._period = min(self.config.drain_period_ms / 1000 if self.transport.sub_ticks
@@ -114,7 +114,7 @@ class Gateway:
             self._arm()
 
     def _on_tick(self) -> None:
-        cadence = self.config.cadence_ms / 1000
+        cadence = self._cadence
         late = time.monotonic() - self._due
         try:
             self.metrics.tick_lateness.observe(max(late, 0.0))
