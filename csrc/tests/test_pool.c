@@ -299,6 +299,19 @@ static void test_create_is_never_seen_half_made(void)
     CHECK(access(tmp, F_OK) < 0);      /* no temporary name left behind */
 }
 
+/* The temporary name must fit too: a path that leaves no room is refused
+ * before anything is created. */
+static void test_create_refuses_a_path_too_long(void)
+{
+    char path[4096], err[256];
+    ss_pool p;
+    memset(path, 'a', sizeof path - 1);
+    path[0] = '/';
+    path[sizeof path - 1] = '\0';
+    CHECK_EQ(ss_pool_create(path, 1, 0600, &p, err, sizeof err), SS_E_ARG);
+    CHECK_EQ(strncmp(err, "pool path too long: /aaa", 24), 0);
+}
+
 const check_case pool_cases[] = {
     CASE(test_pool_create_and_attach),
     CASE(test_pool_create_rejects_slot_counts),
@@ -308,5 +321,6 @@ const check_case pool_cases[] = {
     CASE(test_daemon_open_reattaches),
     CASE(test_daemon_open_refuses_a_foreign_file),
     CASE(test_create_is_never_seen_half_made),
+    CASE(test_create_refuses_a_path_too_long),
     {0, 0},
 };
