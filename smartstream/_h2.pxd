@@ -57,6 +57,11 @@ cdef class H2Connection:
     cdef double rx_since
     cdef bint rx_paused
     cdef uint64_t rx_pauses
+    cdef bytearray inbuf     # the socket reads into this (get_buffer): DATA is read in place
+    cdef object inview       # memoryview of inbuf, lent to the transport
+    cdef object reading      # memoryview of the bytes nghttp2 is reading now, else None
+    cdef const uint8_t *reading_p
+    cdef size_t reading_n
 
     # The per-frame path: encodes GatewayMessage{audio: AudioFrame{...}} with its
     # gRPC prefix straight into the stream's send buffer. Returns H2_OK or H2_E*.
@@ -68,6 +73,8 @@ cdef class H2Connection:
     cdef uint8_t *reserve_out(self, h2_stream *st, size_t n) noexcept nogil
     cdef void queued(self, h2_stream *st) noexcept nogil
     cdef void reset(self, h2_stream *st, int local, uint32_t code) noexcept nogil
+    cdef int receive(self, object data, Py_ssize_t n) except -1
+    cdef object message(self, const uint8_t *p, size_t n)
     cdef int received(self, h2_stream *st, const uint8_t *data, size_t n) except -1
     cdef Py_ssize_t messages(self, h2_stream *st, const uint8_t *p, size_t n) except -1
     cdef tuple close_status(self, h2_stream *st, uint32_t error_code)

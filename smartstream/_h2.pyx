@@ -14,6 +14,12 @@ after nghttp2 returns (so the handler may call back into the connection).
 The handler has on_message(stream_id, data), on_stream_closed(stream_id,
 status, message) (exactly once per stream, status a gRPC code) and
 on_connection_lost(reason) (exactly once, after every stream's close).
+
+Received bytes are read in place: under uvloop the socket reads straight into
+the connection's buffer (get_buffer/buffer_updated), and on_message's data is
+a memoryview of the message there, released when on_message returns, so the
+handler copies what it keeps (only a message split across DATA frames or
+reads is gathered first, and then it is bytes).
 """
 import asyncio
 import logging
@@ -36,6 +42,7 @@ cdef enum:
     SEND_MAX = 4 << 20        # bytes a stream may have queued: past it the server is not reading
     MESSAGE_MAX = 4 << 20     # largest message accepted, grpc's default limit
     BUF_KEEP = 64 << 10       # an emptied buffer larger than this is freed, not kept
+    INBUF = 64 << 10          # one socket read: libuv's own suggestion
     PEER_MAX_STREAMS = 100    # assumed until the server's SETTINGS say otherwise
     # Received TTS may come faster than real time: large windows let it
     # flow without waiting a round trip per 64 KiB.
@@ -386,6 +393,8 @@ cdef class H2Connection:
         self.events = []
         self.muted = set()
         self.out = OutBuf()
+        self.inbuf = bytearray(INBUF)
+        self.inview = memoryview(self.inbuf)
         if nghttp2_session_callbacks_new(&cbs):
             raise MemoryError()
         nghttp2_session_callbacks_set_on_header_callback(cbs, on_header)
@@ -752,9 +761,18 @@ cdef class H2Connection:
                 return 0
             if n - used < 5 + mlen:
                 break
-            self.events.append((EV_MESSAGE, st.id, PyBytes_FromStringAndSize(<char *>m + 5, mlen)))
+            self.events.append((EV_MESSAGE, st.id, self.message(m + 5, mlen)))
             used += 5 + mlen
         return used
+
+    cdef object message(self, const uint8_t *p, size_t n):
+        """A message for the handler: a view of the bytes being read if it
+        lies in them (valid until dispatch returns), else a copy."""
+        cdef size_t at = <size_t>p - <size_t>self.reading_p
+        if self.reading is not None and <size_t>p >= <size_t>self.reading_p \
+                and at + n <= self.reading_n:
+            return self.reading[at:at + n]
+        return PyBytes_FromStringAndSize(<char *>p, n)
 
     cdef int dispatch(self) except -1:
         """Deliver recorded events in order. Not re-entered: events a handler
@@ -780,6 +798,8 @@ cdef class H2Connection:
                             st = self.find(sid)
                             if st != NULL:
                                 self.reset(st, L_HANDLER, NGHTTP2_CANCEL)
+                        if type(ev[2]) is memoryview:
+                            ev[2].release()   # its bytes are read over next: kept, it fails loudly
                     elif kind == EV_CLOSED:
                         self.muted.discard(ev[1])
                         try:
@@ -838,23 +858,39 @@ cdef class H2Connection:
             return
         self.flush()
 
+    def get_buffer(self, Py_ssize_t sizehint):
+        return self.inview
+
+    def buffer_updated(self, Py_ssize_t n):
+        self.receive(self.inview, n)
+
     def data_received(self, data):
+        """What a loop without buffered reads (stock asyncio) hands over."""
+        self.receive(memoryview(data), len(data))
+
+    cdef int receive(self, object data, Py_ssize_t n) except -1:
+        """nghttp2 reads data[:n]; messages in it reach the handler as views of it."""
         cdef const uint8_t[::1] v = data
         cdef ssize_t rv
-        if self.closed or v.shape[0] == 0:
-            return
-        self.budget_input(v.shape[0])
-        rv = nghttp2_session_mem_recv(self.session, &v[0], v.shape[0])
-        if rv < 0:
-            self.teardown(f"HTTP/2 error: {nghttp2_strerror(rv).decode()}"
-                          + (f": {self.error}" if self.error else ""), UNAVAILABLE)
-            return
-        self.dispatch()
+        if self.closed or n == 0:
+            return 0
+        self.budget_input(n)
+        self.reading, self.reading_p, self.reading_n = data, &v[0], n
+        try:
+            rv = nghttp2_session_mem_recv(self.session, &v[0], n)
+            if rv < 0:
+                self.teardown(f"HTTP/2 error: {nghttp2_strerror(rv).decode()}"
+                              + (f": {self.error}" if self.error else ""), UNAVAILABLE)
+                return 0
+            self.dispatch()
+        finally:
+            self.reading, self.reading_p, self.reading_n = None, NULL, 0
         if not self.closed:
             if nghttp2_session_want_write(self.session):
                 self.flush()   # SETTINGS/PING ACK, WINDOW_UPDATE, RST_STREAM: now
             else:
                 self.check_done()
+        return 0
 
     def eof_received(self):
         return False

@@ -302,15 +302,22 @@ class Call:
     # -- from the AI server --------------------------------------------------
 
     def on_message(self, msg: pb.ServerMessage) -> None:
+        self._receive(msg.ByteSize(), self._handle, msg)
+
+    def on_audio(self, pcm: memoryview, sample_rate: int, size: int) -> None:
+        self._receive(size, self._audio, pcm, sample_rate)
+
+    def _receive(self, size: int, handle, *args) -> None:
+        """One server message of size bytes, within the stream's budget."""
         if self.state in ("ended", "failed"):
             return
         self.gw.wake(self)
-        over = self.budget.over(msg.ByteSize())
+        over = self.budget.over(size)
         if over:
             self._over_budget(over)
             return
         try:
-            self._handle(msg)
+            handle(*args)
         except ProtocolError as e:
             self.gw.metrics.stream_error("PROTOCOL")
             self.fail(f"AI server broke the protocol: {e}",
@@ -329,16 +336,7 @@ class Call:
     def _handle(self, msg: pb.ServerMessage) -> None:
         kind = msg.WhichOneof("msg")
         if kind == "audio":
-            a = msg.audio
-            pcm = a.pcm   # each read of a bytes field is a new copy
-            if a.sample_rate not in AI_RATES:
-                raise ProtocolError(f"audio sample_rate {a.sample_rate} not one of 8000/16000/24000/48000")
-            if len(pcm) > MAX_AUDIO_BYTES:
-                raise ProtocolError(f"audio of {len(pcm)} bytes, over {MAX_AUDIO_BYTES}")
-            self.audio_messages_received += 1
-            self.gw.metrics.audio_messages_received.inc()
-            self.gw.metrics.bytes_received.inc(len(pcm))
-            self.playback.audio(pcm, a.sample_rate)
+            self._audio(msg.audio.pcm, msg.audio.sample_rate)   # each read of pcm is a copy
         elif kind == "mark":
             if not msg.mark.name or len(msg.mark.name) > MAX_NAME:
                 raise ProtocolError("mark name empty or too long")
@@ -369,6 +367,16 @@ class Call:
             self.end(pb.StreamEnd.REASON_SERVER_DONE, msg.done.reason)
         else:
             self.log.debug("ignoring a server message this gateway does not know")
+
+    def _audio(self, pcm, sample_rate: int) -> None:
+        if sample_rate not in AI_RATES:
+            raise ProtocolError(f"audio sample_rate {sample_rate} not one of 8000/16000/24000/48000")
+        if len(pcm) > MAX_AUDIO_BYTES:
+            raise ProtocolError(f"audio of {len(pcm)} bytes, over {MAX_AUDIO_BYTES}")
+        self.audio_messages_received += 1
+        self.gw.metrics.audio_messages_received.inc()
+        self.gw.metrics.bytes_received.inc(len(pcm))
+        self.playback.audio(pcm, sample_rate)
 
     # -- every tick ------------------------------------------------------------
 

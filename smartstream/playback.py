@@ -26,7 +26,7 @@ class Playback:
         self.flow_off = False      # an XOFF is in force
         self._odd_counted = 0
 
-    def audio(self, pcm: bytes, rate: int) -> None:
+    def audio(self, pcm, rate: int) -> None:
         dropped = self.playout.add_audio(pcm, rate)
         self._count_odd_bytes()
         if dropped:

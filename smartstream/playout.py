@@ -69,7 +69,7 @@ class Playout:
     def _ms(self, nbytes: int) -> int:
         return nbytes * 1000 // (2 * self.rate)
 
-    def _pair_odd_byte(self, pcm: bytes, rate: int) -> bytes:
+    def _pair_odd_byte(self, pcm, rate: int):
         """Audio of any length: a trailing odd byte waits for the next Audio of
         the same rate; a rate change drops it (counted)."""
         if self._odd is not None:
@@ -80,11 +80,11 @@ class Playout:
             else:
                 self.odd_bytes_dropped += 1
         if len(pcm) % 2:
-            self._odd = (rate, pcm[-1:])
+            self._odd = (rate, bytes(pcm[-1:]))   # pcm may be a view of bytes read over next
             pcm = pcm[:-1]
         return pcm
 
-    def add_audio(self, pcm: bytes, rate: int) -> Dropped | None:
+    def add_audio(self, pcm, rate: int) -> Dropped | None:
         """Queue the server's audio; returns what the bound made us drop, if anything."""
         pcm = self._pair_odd_byte(pcm, rate)
         if rate != self.rate:

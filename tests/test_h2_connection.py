@@ -406,6 +406,41 @@ def test_message_split_across_data_frames():
     assert rec.closed[sid] == (OK, "")
 
 
+def test_buffered_reads_hand_over_messages_in_place():
+    """uvloop reads the socket into get_buffer(): a whole message reaches
+    on_message as a view of that buffer, dead once on_message returns (the
+    buffer is read over next); one split across DATA frames comes as bytes."""
+    class Keeper(Recorder):
+        kept, under = [], []
+
+        def on_message(self, sid, data):
+            super().on_message(sid, data)
+            self.kept.append(data)
+            self.under.append(data.obj if type(data) is memoryview else None)
+
+    rec, tr = Keeper(), RecordingTransport()
+    conn = H2Connection("test:1", "http", rec)
+    sid = conn.open_stream(PATH, [])
+    conn.connection_made(tr)
+
+    def read(data):
+        buf = conn.get_buffer(len(data))
+        buf[:len(data)] = data
+        conn.buffer_updated(len(data))
+
+    read(SERVER_PREFACE)
+    body = pb.ServerMessage(audio=pb.Audio(pcm=os.urandom(3000), sample_rate=8000))
+    wire = grpc_message(body.SerializeToString())
+    read(frame(HEADERS, END_HEADERS, sid, RESPONSE_200) + frame(DATA, 0, sid, wire)
+         + frame(DATA, 0, sid, wire[:1000]) + frame(DATA, 0, sid, wire[1000:]))
+    assert rec.messages[sid] == [body, body]
+    whole, split = rec.kept
+    assert type(whole) is memoryview and rec.under[0] is conn.get_buffer(0).obj
+    with pytest.raises(ValueError):
+        bytes(whole)
+    assert type(split) is bytes and split == body.SerializeToString()
+
+
 @pytest.mark.parametrize("name,frames,status,text", [
     ("compressed", [frame(DATA, 0, 1, grpc_message(b"x", flag=1))], INTERNAL, "compressed"),
     ("too big", [frame(DATA, 0, 1, (MESSAGE_SIZE_MAX + 1).to_bytes(5, "big"))],

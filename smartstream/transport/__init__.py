@@ -23,6 +23,10 @@ class StreamHandler(Protocol):
     def on_message(self, msg: pb.ServerMessage) -> None:
         """A message from the AI server, in order."""
 
+    def on_audio(self, pcm: memoryview, sample_rate: int, size: int) -> None:
+        """ServerMessage{audio} of size bytes, in the same order, not decoded
+        by protobuf (tts_wire): pcm is valid only during the call."""
+
     def on_reached(self) -> None:
         """The stream's connection is up (called once, unless Stream.reached
         was already true when open_stream returned): what is sent from now on

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from .._h2 import H2Connection
 from ..config import Config, TargetSettings
 from ..target import Target
+from ..tts_wire import read_audio
 from ..v1 import smartstream_pb2 as pb
 from . import Stream, StreamHandler, Transport
 
@@ -128,9 +129,13 @@ class _Conn:
 
     # -- H2Connection handler --------------------------------------------------
 
-    def on_message(self, sid: int, data: bytes) -> None:
+    def on_message(self, sid: int, data: memoryview) -> None:
         st = self.streams.get(sid)
         if st is None:
+            return
+        audio = read_audio(data)
+        if audio is not None:
+            st.handler.on_audio(*audio, len(data))
             return
         try:
             msg = pb.ServerMessage.FromString(data)
