@@ -42,6 +42,7 @@ exts = [
               libraries=["speexdsp"], extra_compile_args=CFLAGS),
     Extension("smartstream._uplink", ["smartstream/_uplink.pyx", "csrc/ss_ring.c"],
               include_dirs=["csrc"], libraries=["speexdsp"], extra_compile_args=CFLAGS),
+    Extension("smartstream._tts_wire", ["smartstream/_tts_wire.pyx"], extra_compile_args=CFLAGS),
     Extension("smartstream._h2", ["smartstream/_h2.pyx"], libraries=["nghttp2"],
               extra_compile_args=CFLAGS),
     Extension("smartstream._router", ["smartstream/_router.pyx"], include_dirs=["csrc"],

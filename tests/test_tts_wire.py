@@ -1,4 +1,4 @@
-"""smartstream.tts_wire: TTS audio read off the wire without protobuf. What it
+"""smartstream._tts_wire: TTS audio read off the wire without protobuf. What it
 reads, it reads as protobuf does; what it does not, the fast transport hands
 to protobuf, so the AI server sees one behaviour."""
 import types
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from smartstream.transport.fast import _Conn
-from smartstream.tts_wire import read_audio
+from smartstream._tts_wire import read_audio
 from smartstream.v1 import smartstream_pb2 as pb
 
 

@@ -25,7 +25,7 @@ class StreamHandler(Protocol):
 
     def on_audio(self, pcm: memoryview, sample_rate: int, size: int) -> None:
         """ServerMessage{audio} of size bytes, in the same order, not decoded
-        by protobuf (tts_wire): pcm is valid only during the call."""
+        by protobuf (_tts_wire): pcm is valid only during the call."""
 
     def on_reached(self) -> None:
         """The stream's connection is up (called once, unless Stream.reached

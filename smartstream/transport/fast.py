@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from .._h2 import H2Connection
 from ..config import Config, TargetSettings
 from ..target import Target
-from ..tts_wire import read_audio
+from .._tts_wire import read_audio
 from ..v1 import smartstream_pb2 as pb
 from . import Stream, StreamHandler, Transport
 

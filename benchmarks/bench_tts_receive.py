@@ -1,0 +1,110 @@
+"""Receiver CPU per TTS message: what the fast transport does between a
+socket read and the playout queue, for Audio messages of 20, 100 and 500 ms
+at 16 kHz, as many whole DATA frames as one 64 KiB read holds. Two ways, one run:
+
+  in_place   the gateway's path: the read lands in the connection's buffer
+             (get_buffer/buffer_updated, as uvloop does), the handler gets a
+             view of each message, _tts_wire reads it, pcm is appended once
+  protobuf   the way before it, the baseline: the read copied into a bytes
+             (uvloop's data_received), each message decoded by protobuf,
+             its ByteSize taken (the budget) and its pcm read and appended
+
+    python3 -m pytest benchmarks/bench_tts_receive.py --benchmark-columns=mean,stddev,rounds
+
+No socket: the bytes a server would send are written into the read buffer,
+so the loop and the kernel are not counted. extra_info["us_per_message"] is
+the mean per message.
+"""
+import asyncio
+import time
+
+import pytest
+import uvloop
+
+from smartstream._h2 import H2Connection
+from smartstream.transport.fast import _Conn
+from smartstream.v1 import smartstream_pb2 as pb
+
+PATH = "/smartstream.v1.AIStream/Stream"
+RATE, READS, ROUNDS = 16000, 200, 30
+DATA, HEADERS, SETTINGS, END_HEADERS, ACK = 0, 1, 4, 0x4, 0x1
+
+
+def frame(ftype, flags, sid, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def hpack_literal(name, value):
+    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+
+
+RESPONSE_200 = b"\x88" + hpack_literal(b"content-type", b"application/grpc")
+
+
+class Playout:
+    """The playout queue's append (Playout.add_audio's copy), nothing else."""
+
+    def __init__(self):
+        self.queue = bytearray()
+
+    def on_audio(self, pcm, rate, size):
+        self.queue += pcm
+
+    def on_message(self, msg):
+        msg.ByteSize()
+        self.queue += msg.audio.pcm
+
+
+class DecodeAll(_Conn):
+    """_Conn as it was: every message decoded by protobuf."""
+
+    def on_message(self, sid, data):
+        self.streams[sid].handler.on_message(pb.ServerMessage.FromString(data))
+
+
+def connection(handler_cls):
+    """An H2Connection past its preface with one open stream, its _Conn and what fills a read."""
+    wire = handler_cls.__new__(handler_cls)
+    conn = H2Connection("test:1", "http", wire)
+    sid = conn.open_stream(PATH, [])
+    wire.h2, wire.target = conn, "test"
+    wire.streams = {sid: type("S", (), {"handler": Playout()})()}
+    conn.connection_made(type("T", (), {"write": lambda self, b: None,
+                                        "pause_reading": lambda self: None,   # the read budget
+                                        "get_extra_info": lambda self, n, d=None: d})())
+    conn.data_received(frame(SETTINGS, 0, 0) + frame(SETTINGS, ACK, 0)
+                       + frame(HEADERS, END_HEADERS, sid, RESPONSE_200))
+    return conn, wire.streams[sid].handler, sid
+
+
+def reads(sid, ms):
+    msg = pb.ServerMessage(audio=pb.Audio(pcm=bytes(range(256)) * (ms * RATE * 2 // 1000 // 256)
+                                          + bytes(ms * RATE * 2 // 1000 % 256), sample_rate=RATE))
+    body = msg.SerializeToString()
+    data = frame(DATA, 0, sid, b"\0" + len(body).to_bytes(4, "big") + body)
+    per = (64 << 10) // len(data)
+    return data * per, per, len(msg.audio.pcm)
+
+
+@pytest.mark.benchmark(group="tts", timer=time.process_time)
+@pytest.mark.parametrize("ms", [20, 100, 500])
+@pytest.mark.parametrize("way", ["in_place", "protobuf"])
+def test_receive(benchmark, way, ms):
+    conn, playout, sid = connection(_Conn if way == "in_place" else DecodeAll)
+    data, per, pcm_len = reads(sid, ms)
+    buf = conn.get_buffer(len(data))
+
+    async def reads_():
+        for _ in range(READS):
+            buf[:len(data)] = data   # where the kernel's read puts it
+            if way == "in_place":
+                conn.buffer_updated(len(data))
+            else:
+                conn.data_received(bytes(buf[:len(data)]))   # uvloop's copy
+            assert len(playout.queue) == per * pcm_len
+            del playout.queue[:]
+    loop = uvloop.new_event_loop()
+    benchmark.pedantic(lambda: loop.run_until_complete(reads_()), rounds=ROUNDS, warmup_rounds=2)
+    loop.close()
+    assert conn.is_open
+    benchmark.extra_info["us_per_message"] = benchmark.stats.stats.mean / (READS * per) * 1e6
