@@ -129,7 +129,7 @@ class _Conn:
 
     # -- H2Connection handler --------------------------------------------------
 
-    def on_message(self, sid: int, data: memoryview) -> None:
+    def on_message(self, sid: int, data: memoryview | bytes) -> None:
         st = self.streams.get(sid)
         if st is None:
             return
