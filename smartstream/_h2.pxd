@@ -30,10 +30,11 @@ cdef struct h2_stream:
     bint deaf                # mute_stream(): what arrives is dropped unread
 
 
-# One flush's frames. transport.write gets a memoryview of it, not a copy: a
-# buffer still exported (the transport has not sent it all) is never
-# written again; the next flush takes a new one.
-cdef class OutBuf:
+# An h2_buf lent to Python, not copied: one flush's frames (transport.write
+# gets a memoryview of it; a buffer still exported, the transport not done
+# with it, is never written again: the next flush takes a new one), or a
+# stream's gathered message (on_message gets a view of it).
+cdef class HeldBuf:
     cdef h2_buf b
     cdef Py_ssize_t exports
 
@@ -44,7 +45,7 @@ cdef class H2Connection:
     cdef readonly str authority, scheme
     cdef h2_stream *table[H2_BUCKETS]
     cdef Py_ssize_t nstreams
-    cdef OutBuf out          # one flush's frames, written with one transport.write
+    cdef HeldBuf out         # one flush's frames, written with one transport.write
     cdef list events         # what callbacks found, delivered to the handler afterwards
     cdef set muted           # streams whose handler raised: no more messages for them
     cdef bint closed, dispatching, paused
@@ -74,9 +75,9 @@ cdef class H2Connection:
     cdef void queued(self, h2_stream *st) noexcept nogil
     cdef void reset(self, h2_stream *st, int local, uint32_t code) noexcept nogil
     cdef int receive(self, object data, Py_ssize_t n) except -1
-    cdef object message(self, const uint8_t *p, size_t n)
     cdef int received(self, h2_stream *st, const uint8_t *data, size_t n) except -1
-    cdef Py_ssize_t messages(self, h2_stream *st, const uint8_t *p, size_t n) except -1
+    cdef Py_ssize_t messages(self, h2_stream *st, const uint8_t *p, size_t n,
+                             object view, const uint8_t *base) except -1
     cdef tuple close_status(self, h2_stream *st, uint32_t error_code)
     cdef int finish(self, h2_stream *st, int status, str message) except -1
     cdef int produce(self) except -1

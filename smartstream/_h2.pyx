@@ -18,8 +18,8 @@ on_connection_lost(reason) (exactly once, after every stream's close).
 Received bytes are read in place: under uvloop the socket reads straight into
 the connection's buffer (get_buffer/buffer_updated), and on_message's data is
 a memoryview of the message there, released when on_message returns, so the
-handler copies what it keeps (only a message split across DATA frames or
-reads is gathered first, and then it is bytes).
+handler copies what it keeps. A message split across DATA frames or reads
+is gathered in its stream's buffer first, and handed over as a view of that.
 """
 import asyncio
 import logging
@@ -156,6 +156,10 @@ cdef void stream_free(h2_stream *st) noexcept nogil:
 
 
 # ---- protobuf and gRPC framing ----
+
+cdef inline size_t grpc_length(const uint8_t *m) noexcept nogil:
+    """The length in a gRPC message's 5-byte prefix (after its flag byte)."""
+    return (<size_t>m[1] << 24) | (<size_t>m[2] << 16) | (<size_t>m[3] << 8) | m[4]
 
 cdef inline size_t varint_len(uint64_t v) noexcept nogil:
     cdef size_t n = 1
@@ -368,7 +372,7 @@ cdef str describe_goaway(const nghttp2_frame *frame):
     return f"GOAWAY {code}" + (f" '{debug}'" if debug else "")
 
 
-cdef class OutBuf:
+cdef class HeldBuf:
     def __cinit__(self, size_t cap=0):
         if cap and buf_reserve(&self.b, cap, cap) == NULL:
             raise MemoryError()
@@ -392,7 +396,7 @@ cdef class H2Connection:
         self.authority, self.scheme, self.handler = authority, scheme, handler
         self.events = []
         self.muted = set()
-        self.out = OutBuf()
+        self.out = HeldBuf()
         self.inbuf = bytearray(INBUF)
         self.inview = memoryview(self.inbuf)
         if nghttp2_session_callbacks_new(&cbs):
@@ -661,7 +665,7 @@ cdef class H2Connection:
         cdef ssize_t n
         cdef uint8_t *p
         if self.out.exports:   # the transport still holds the last write's bytes
-            self.out = OutBuf(self.out.b.cap)
+            self.out = HeldBuf(self.out.b.cap)
         self.out.b.len = 0
         while True:   # DATA frames go into out by send_data, the rest here
             n = nghttp2_session_mem_send(self.session, &data)
@@ -724,14 +728,20 @@ cdef class H2Connection:
     # ---- receiving ----
 
     cdef int received(self, h2_stream *st, const uint8_t *data, size_t n) except -1:
-        """DATA bytes of a stream: complete gRPC messages become events, taken
-        straight from data; only a message split across DATA frames is
-        gathered in st.inb first."""
+        """DATA bytes of a stream: whole gRPC messages become events, views of
+        the bytes being read; a message split across DATA frames is gathered
+        in st.inb and, once whole, st.inb's memory itself is handed over."""
         cdef h2_buf *b = &st.inb
         cdef uint8_t *p
         cdef Py_ssize_t used
+        cdef size_t have
+        cdef HeldBuf held
         if b.len == b.off:
-            used = self.messages(st, data, n)
+            if (<size_t>data >= <size_t>self.reading_p
+                    and <size_t>data + n <= <size_t>self.reading_p + self.reading_n):
+                used = self.messages(st, data, n, self.reading, self.reading_p)
+            else:   # not what nghttp2 does with mem_recv, but then copies, never wrong views
+                used = self.messages(st, data, n, None, NULL)
             if st.local or <size_t>used == n:
                 return 0
             data, n = data + used, n - used
@@ -740,39 +750,48 @@ cdef class H2Connection:
             raise MemoryError()
         memcpy(p, data, n)
         b.len += n
-        used = self.messages(st, b.p + b.off, b.len - b.off)
-        if not st.local:
-            buf_consume(b, used)
+        have = b.len - b.off
+        if have < 5 or have - 5 < grpc_length(b.p + b.off):
+            self.messages(st, b.p + b.off, have, None, NULL)   # only checks the prefix
+            return 0
+        held = HeldBuf()   # takes st.inb's memory: the message is not copied again
+        held.b = b[0]
+        b.p, b.off, b.len, b.cap = NULL, 0, 0, 0
+        used = self.messages(st, held.b.p + held.b.off, have, memoryview(held), held.b.p)
+        if not st.local and <size_t>used < have:   # the start of the next message
+            p = buf_reserve(b, have - used, <size_t>-1)
+            if p == NULL:
+                raise MemoryError()
+            memcpy(p, held.b.p + held.b.off + used, have - used)
+            b.len += have - used
         return 0
 
-    cdef Py_ssize_t messages(self, h2_stream *st, const uint8_t *p, size_t n) except -1:
-        """An event for each whole message at p: the bytes they took (0 once
-        the stream is reset for a bad one)."""
-        cdef size_t used = 0, mlen
+    cdef Py_ssize_t messages(self, h2_stream *st, const uint8_t *p, size_t n,
+                             object view, const uint8_t *base) except -1:
+        """An event for each whole message at p, a slice of view (whose bytes
+        start at base), or a copy if view is None: the bytes they took (0
+        once the stream is reset for a bad one)."""
+        cdef size_t used = 0, mlen, at
         cdef const uint8_t *m
         while n - used >= 5:
             m = p + used
             if m[0] != 0:
                 self.reset(st, L_COMPRESSED, NGHTTP2_INTERNAL_ERROR)
                 return 0
-            mlen = (<size_t>m[1] << 24) | (<size_t>m[2] << 16) | (<size_t>m[3] << 8) | m[4]
+            mlen = grpc_length(m)
             if mlen > MESSAGE_MAX:
                 self.reset(st, L_TOO_BIG, NGHTTP2_CANCEL)
                 return 0
             if n - used < 5 + mlen:
                 break
-            self.events.append((EV_MESSAGE, st.id, self.message(m + 5, mlen)))
+            if view is None:
+                msg = PyBytes_FromStringAndSize(<char *>m + 5, mlen)
+            else:
+                at = <size_t>(m + 5 - base)
+                msg = view[at:at + mlen]
+            self.events.append((EV_MESSAGE, st.id, msg))
             used += 5 + mlen
         return used
-
-    cdef object message(self, const uint8_t *p, size_t n):
-        """A message for the handler: a view of the bytes being read if it
-        lies in them (valid until dispatch returns), else a copy."""
-        cdef size_t at = <size_t>p - <size_t>self.reading_p
-        if self.reading is not None and <size_t>p >= <size_t>self.reading_p \
-                and at + n <= self.reading_n:
-            return self.reading[at:at + n]
-        return PyBytes_FromStringAndSize(<char *>p, n)
 
     cdef int dispatch(self) except -1:
         """Deliver recorded events in order. Not re-entered: events a handler

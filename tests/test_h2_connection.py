@@ -408,15 +408,16 @@ def test_message_split_across_data_frames():
 
 def test_buffered_reads_hand_over_messages_in_place():
     """uvloop reads the socket into get_buffer(): a whole message reaches
-    on_message as a view of that buffer, dead once on_message returns (the
-    buffer is read over next); one split across DATA frames comes as bytes."""
+    on_message as a view of that buffer, and one split across DATA frames or
+    reads as a view of the stream's buffer that gathered it; each view is
+    dead once on_message returns (the buffer is read over next)."""
     class Keeper(Recorder):
         kept, under = [], []
 
         def on_message(self, sid, data):
             super().on_message(sid, data)
             self.kept.append(data)
-            self.under.append(data.obj if type(data) is memoryview else None)
+            self.under.append(data.obj)
 
     rec, tr = Keeper(), RecordingTransport()
     conn = H2Connection("test:1", "http", rec)
@@ -432,13 +433,16 @@ def test_buffered_reads_hand_over_messages_in_place():
     body = pb.ServerMessage(audio=pb.Audio(pcm=os.urandom(3000), sample_rate=8000))
     wire = grpc_message(body.SerializeToString())
     read(frame(HEADERS, END_HEADERS, sid, RESPONSE_200) + frame(DATA, 0, sid, wire)
-         + frame(DATA, 0, sid, wire[:1000]) + frame(DATA, 0, sid, wire[1000:]))
-    assert rec.messages[sid] == [body, body]
-    whole, split = rec.kept
-    assert type(whole) is memoryview and rec.under[0] is conn.get_buffer(0).obj
-    with pytest.raises(ValueError):
-        bytes(whole)
-    assert type(split) is bytes and split == body.SerializeToString()
+         + frame(DATA, 0, sid, wire[:1000]) + frame(DATA, 0, sid, wire[1000:] + wire[:2]))
+    read(frame(DATA, 0, sid, wire[2:]))   # the third, across two reads
+    assert rec.messages[sid] == [body] * 3
+    assert all(type(v) is memoryview for v in rec.kept)
+    read_buffer = conn.get_buffer(0).obj
+    assert rec.under[0] is read_buffer
+    assert rec.under[1] is not read_buffer and rec.under[2] is not rec.under[1]
+    for view in rec.kept:
+        with pytest.raises(ValueError):
+            bytes(view)
 
 
 @pytest.mark.parametrize("name,frames,status,text", [
