@@ -58,8 +58,7 @@ cdef class H2Connection:
     cdef double rx_since
     cdef bint rx_paused
     cdef uint64_t rx_pauses
-    cdef bytearray inbuf     # the socket reads into this (get_buffer): DATA is read in place
-    cdef object inview       # memoryview of inbuf, lent to the transport
+    cdef object inview       # the socket reads into it (get_buffer): DATA is read in place
     cdef object reading      # memoryview of the bytes nghttp2 is reading now, else None
     cdef const uint8_t *reading_p
     cdef size_t reading_n

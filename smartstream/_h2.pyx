@@ -397,8 +397,7 @@ cdef class H2Connection:
         self.events = []
         self.muted = set()
         self.out = HeldBuf()
-        self.inbuf = bytearray(INBUF)
-        self.inview = memoryview(self.inbuf)
+        self.inview = memoryview(bytearray(INBUF))
         if nghttp2_session_callbacks_new(&cbs):
             raise MemoryError()
         nghttp2_session_callbacks_set_on_header_callback(cbs, on_header)
